@@ -1,0 +1,234 @@
+/**
+ * Settings shared by every cache node: the enable flag, the key prefix, herd waiting, default stale and ttl,
+ * the Redis URL, the store command timeout and the lease lifetime. They are the successor of django-cacheme's
+ * `CACHEME` settings dict.
+ *
+ * `CachemeConfig` is a `Context.Reference`, so programs run with the defaults when nothing is provided.
+ * Provide {@link layer} to set them in code, or {@link layerConfig} to read them from `CACHEME_*` environment
+ * variables (through Effect's `Config`, so any `ConfigProvider` works). A bad value fails the layer with a
+ * {@link CachemeConfigError} that names the setting.
+ *
+ * @since 0.1.0
+ */
+import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+
+/**
+ * The resolved settings.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Settings {
+  /** `false` turns `Memo.cached` into a pass-through (`CACHEME_ENABLE`). */
+  readonly enabled: boolean
+  /** Prepended to every Redis key the library writes (`CACHEME_PREFIX`, default `CM:`). */
+  readonly prefix: string
+  /** How many times a caller re-reads a key whose lease another caller holds (`CACHEME_HERD_RETRY_COUNT`, 5). */
+  readonly herdRetryCount: number
+  /** The pause between those re-reads (`CACHEME_HERD_RETRY_INTERVAL`, 20 millis). */
+  readonly herdRetryInterval: Duration.Duration
+  /** Whether nodes serve a stale value while one caller refreshes it (`CACHEME_STALE`, true). */
+  readonly stale: boolean
+  /** The default time to live of an entry; `undefined` keeps entries until invalidated (`CACHEME_TTL`). */
+  readonly ttl: Duration.Duration | undefined
+  /** Where `CacheStore.layerRedisConfig` connects (`CACHEME_REDIS_URL`, `redis://127.0.0.1:6379`). */
+  readonly redisUrl: string
+  /** Store commands slower than this fail (open) instead of holding the caller (`CACHEME_COMMAND_TIMEOUT`, 500 millis). */
+  readonly commandTimeout: Duration.Duration
+  /** How long a loader's lease lasts before another caller may take over (`CACHEME_LEASE_TTL`, 30 seconds). */
+  readonly leaseTtl: Duration.Duration
+}
+
+/**
+ * The same settings as written by a user: durations in any `Duration.Input` form, every field optional.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Input {
+  readonly enabled?: boolean | undefined
+  readonly prefix?: string | undefined
+  readonly herdRetryCount?: number | undefined
+  readonly herdRetryInterval?: Duration.Input | undefined
+  readonly stale?: boolean | undefined
+  readonly ttl?: Duration.Input | null | undefined
+  readonly redisUrl?: string | undefined
+  readonly commandTimeout?: Duration.Input | undefined
+  readonly leaseTtl?: Duration.Input | undefined
+}
+
+/**
+ * The default settings.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const defaults: Settings = {
+  enabled: true,
+  prefix: "CM:",
+  herdRetryCount: 5,
+  herdRetryInterval: Duration.millis(20),
+  stale: true,
+  ttl: undefined,
+  redisUrl: "redis://127.0.0.1:6379",
+  commandTimeout: Duration.millis(500),
+  leaseTtl: Duration.seconds(30)
+}
+
+/**
+ * The current settings; {@link defaults} unless a layer provides others.
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const CachemeConfig = Context.Reference<Settings>("effect-cacheme/CachemeConfig", {
+  defaultValue: () => defaults
+})
+
+/**
+ * A setting with a value it cannot take.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class CachemeConfigError extends Schema.TaggedError<CachemeConfigError>()("CachemeConfigError", {
+  setting: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The environment variable behind each setting. */
+export const environmentVariables: { readonly [K in keyof Settings]: string } = {
+  enabled: "CACHEME_ENABLE",
+  prefix: "CACHEME_PREFIX",
+  herdRetryCount: "CACHEME_HERD_RETRY_COUNT",
+  herdRetryInterval: "CACHEME_HERD_RETRY_INTERVAL",
+  stale: "CACHEME_STALE",
+  ttl: "CACHEME_TTL",
+  redisUrl: "CACHEME_REDIS_URL",
+  commandTimeout: "CACHEME_COMMAND_TIMEOUT",
+  leaseTtl: "CACHEME_LEASE_TTL"
+}
+
+const invalid = (setting: keyof Settings, message: string) => new CachemeConfigError({ setting, message })
+
+const positiveDuration = (setting: keyof Settings, input: Duration.Input, allowZero = false) => {
+  const duration = Duration.fromInput(input)
+  if (Option.isNone(duration)) {
+    return Effect.fail(invalid(setting, `expected a duration, got ${JSON.stringify(String(input))}`))
+  }
+  const millis = Duration.toMillis(duration.value)
+  if (!Number.isFinite(millis) || millis < 0 || (!allowZero && millis === 0)) {
+    return Effect.fail(
+      invalid(setting, `expected a finite duration above zero, got ${Duration.format(duration.value)}`)
+    )
+  }
+  return Effect.succeed(duration.value)
+}
+
+const checkString = (setting: keyof Settings, value: unknown, nonEmpty: boolean) =>
+  typeof value === "string" && (!nonEmpty || value.length > 0)
+    ? Effect.succeed(value)
+    : Effect.fail(invalid(setting, `expected a ${nonEmpty ? "non-empty " : ""}string, got ${JSON.stringify(value)}`))
+
+const checkBoolean = (setting: keyof Settings, value: unknown) =>
+  typeof value === "boolean"
+    ? Effect.succeed(value)
+    : Effect.fail(invalid(setting, `expected a boolean, got ${JSON.stringify(value)}`))
+
+/**
+ * Validates settings written in code, filling the missing ones from {@link defaults}.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function* (input: Input = {}) {
+  const enabled = input.enabled === undefined ? defaults.enabled : yield* checkBoolean("enabled", input.enabled)
+  const stale = input.stale === undefined ? defaults.stale : yield* checkBoolean("stale", input.stale)
+  const prefix = input.prefix === undefined ? defaults.prefix : yield* checkString("prefix", input.prefix, true)
+  if (prefix.includes("*") || prefix.includes("?") || prefix.includes("[")) {
+    return yield* invalid("prefix", `a prefix cannot hold glob characters (* ? [), got ${JSON.stringify(prefix)}`)
+  }
+  const redisUrl =
+    input.redisUrl === undefined ? defaults.redisUrl : yield* checkString("redisUrl", input.redisUrl, true)
+  if (!/^rediss?:\/\//.test(redisUrl)) {
+    return yield* invalid("redisUrl", `expected a redis:// or rediss:// URL, got ${JSON.stringify(redisUrl)}`)
+  }
+  const herdRetryCount = input.herdRetryCount ?? defaults.herdRetryCount
+  if (!Number.isInteger(herdRetryCount) || herdRetryCount < 0) {
+    return yield* invalid("herdRetryCount", `expected a whole number >= 0, got ${JSON.stringify(herdRetryCount)}`)
+  }
+  const settings: Settings = {
+    enabled,
+    prefix,
+    herdRetryCount,
+    herdRetryInterval:
+      input.herdRetryInterval === undefined
+        ? defaults.herdRetryInterval
+        : yield* positiveDuration("herdRetryInterval", input.herdRetryInterval),
+    stale,
+    ttl: input.ttl === undefined || input.ttl === null ? defaults.ttl : yield* positiveDuration("ttl", input.ttl),
+    redisUrl,
+    commandTimeout:
+      input.commandTimeout === undefined
+        ? defaults.commandTimeout
+        : yield* positiveDuration("commandTimeout", input.commandTimeout),
+    leaseTtl: input.leaseTtl === undefined ? defaults.leaseTtl : yield* positiveDuration("leaseTtl", input.leaseTtl)
+  }
+  return settings
+})
+
+/**
+ * Provides settings written in code.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { CachemeConfig } from "effect-cacheme"
+ *
+ * const Settings = CachemeConfig.layer({ prefix: "app:", ttl: "10 minutes", herdRetryCount: 10 })
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (input: Input = {}): Layer.Layer<never, CachemeConfigError> =>
+  Layer.effect(CachemeConfig, make(input))
+
+const fromEnv = <A>(setting: keyof Settings, config: (name: string) => Config.Config<A>) =>
+  Effect.mapError(Config.option(config(environmentVariables[setting])), (error: Config.ConfigError) =>
+    invalid(setting, `${environmentVariables[setting]}: ${error.message}`)
+  ).pipe(Effect.map((value: Option.Option<A>) => Option.getOrUndefined(value)))
+
+/**
+ * Reads every setting from `CACHEME_*` variables of the current `ConfigProvider` (the environment by default);
+ * durations are written like `20 millis` or `10 minutes`, `CACHEME_TTL=none` means no expiry.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.gen(function* () {
+  const ttl = yield* fromEnv("ttl", Config.String)
+  return yield* make({
+    enabled: yield* fromEnv("enabled", Config.Boolean),
+    prefix: yield* fromEnv("prefix", Config.String),
+    herdRetryCount: yield* fromEnv("herdRetryCount", Config.Int),
+    herdRetryInterval: yield* fromEnv("herdRetryInterval", Config.Duration),
+    stale: yield* fromEnv("stale", Config.Boolean),
+    ttl: ttl === undefined || ttl.trim().toLowerCase() === "none" ? undefined : (ttl as Duration.Input),
+    redisUrl: yield* fromEnv("redisUrl", Config.String),
+    commandTimeout: yield* fromEnv("commandTimeout", Config.Duration),
+    leaseTtl: yield* fromEnv("leaseTtl", Config.Duration)
+  })
+})
+
+/**
+ * Provides the settings read by {@link fromConfig}.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<never, CachemeConfigError> = Layer.effect(CachemeConfig, fromConfig)
+
+/** The settings in force, as milliseconds where the hot path wants numbers. */
+export const millis = (duration: Duration.Duration | undefined): number | undefined =>
+  duration === undefined ? undefined : Duration.toMillis(duration)

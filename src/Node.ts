@@ -1,0 +1,267 @@
+/**
+ * A cache node: a typed family of cache entries. Its `fields` (Schema struct fields) name one entry, its `value`
+ * Schema encodes what is cached, and its options say how long entries live, whether stale values are served,
+ * which tags and dependency groups (`InvalidNode`s) each entry belongs to. It is the successor of cacheme's
+ * `Node` class with its `Meta`.
+ *
+ * `UserNode.make({ id: 1 })` is one cache key (an {@link Instance}); its fields are checked against their
+ * Schema and a mismatch is an {@link InvalidFields} error naming the field.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Schema } from "effect"
+ * import { InvalidNode, Node } from "effect-cacheme"
+ *
+ * class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
+ *
+ * const UserGroup = InvalidNode.make("user", { fields: { id: Schema.Number }, key: ({ id }) => `user:${id}` })
+ *
+ * const UserNode = Node.make("user", {
+ *   fields: { id: Schema.Number },
+ *   value: User,
+ *   key: ({ id }) => `user:${id}`,
+ *   ttl: "10 minutes",
+ *   invalidatedBy: ({ id }) => [UserGroup.make({ id })]
+ * })
+ *
+ * const key = UserNode.make({ id: 1 }).key // "user:1"
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import { Duration, type Effect, Exit, Schema, SchemaRepresentation } from "effect"
+import type * as InvalidNode from "./InvalidNode.ts"
+import { type FieldsValidator, getOrThrow, InvalidFields, makeValidator } from "./internal/fields.ts"
+import { invalidKeyReason } from "./internal/keys.ts"
+
+export {
+  /**
+   * Fields that do not match their Schema, or a key that cannot be used.
+   *
+   * @category errors
+   * @since 0.1.0
+   */
+  InvalidFields
+}
+
+/** A value Schema a node can cache: encodable to JSON without services. */
+export type ValueSchema = Schema.Codec<any, any, never, never>
+
+/**
+ * What `Node.make` takes.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> {
+  /** The fields that name one entry, as Schema struct fields. */
+  readonly fields: F
+  /** The Schema of the cached value; it encodes entries and checks them when read back. */
+  readonly value: V
+  /** The entry key (prefix excluded). Default: the node name and the field values joined by `:`. */
+  readonly key?: ((fields: Schema.Struct.Type<F>) => string) | undefined
+  /** Time to live; `null` keeps entries until invalidated; absent uses the configured default. */
+  readonly ttl?: Duration.Input | null | undefined
+  /**
+   * Serve the previous value while one caller refreshes it. `true` keeps a stale value for one more `ttl`
+   * (for ever without ttl), a duration sets that window, `false` never serves stale. Absent: the configured default.
+   */
+  readonly stale?: boolean | Duration.Input | undefined
+  /** Bump it to drop every entry written before (the value Schema's identity is checked as well). */
+  readonly version?: string | number | undefined
+  /** Tags to invalidate entries by; the node name is always one. */
+  readonly tags?: ReadonlyArray<string> | undefined
+  /** The dependency groups of an entry, known from its fields before the value is loaded. */
+  readonly invalidatedBy?: ((fields: Schema.Struct.Type<F>) => ReadonlyArray<InvalidNode.Instance>) | undefined
+  /** Bypass the cache for all entries (`true`) or for the fields the predicate accepts. */
+  readonly skip?: boolean | ((fields: Schema.Struct.Type<F>) => boolean) | undefined
+  /** How long a loader's lease lasts; absent uses the configured `leaseTtl`. */
+  readonly leaseTtl?: Duration.Input | undefined
+}
+
+const TypeId = "~effect-cacheme/Node" as const
+
+/**
+ * A cache node definition.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Node<F extends Schema.Struct.Fields = any, V extends ValueSchema = ValueSchema> {
+  readonly [TypeId]: typeof TypeId
+  readonly name: string
+  readonly fields: Schema.Struct<F>
+  readonly value: V
+  /** `undefined`: the configured default; `null`: no expiry. */
+  readonly ttl: Duration.Duration | null | undefined
+  /** `undefined`: the configured default. */
+  readonly stale: boolean | Duration.Duration | undefined
+  readonly version: string
+  /** Every tag of the node, its name first. */
+  readonly tags: ReadonlyArray<string>
+  readonly leaseTtl: Duration.Duration | undefined
+  /** Identifies the value Schema and version; an entry written under another stamp is a miss. */
+  readonly stamp: string
+  /** The JSON codec of the value Schema. */
+  readonly codec: Schema.Codec<V["Type"], unknown>
+  readonly options: Options<F, V>
+  /** One entry of this node; throws {@link InvalidFields} when the fields do not match their Schema. */
+  make(fields: Schema.Struct.Type<F>): Instance<F, V>
+  /** One entry from untrusted (encoded) input, with a typed error instead of a throw. */
+  decode(input: unknown): Effect.Effect<Instance<F, V>, InvalidFields>
+  /** Like {@link make} but returns the typed error in an Exit. */
+  makeExit(fields: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields>
+}
+
+/**
+ * One entry of a node: its fields, its key and its groups.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Instance<F extends Schema.Struct.Fields = any, V extends ValueSchema = ValueSchema> {
+  readonly node: Node<F, V>
+  readonly fields: Schema.Struct.Type<F>
+  readonly key: string
+  readonly groups: ReadonlyArray<InvalidNode.Instance>
+  /** Whether this entry bypasses the cache (`skip`). */
+  readonly skip: boolean
+}
+
+/** The cached value type of a node or instance. */
+export type Value<N> = N extends Node<any, infer V> ? V["Type"] : N extends Instance<any, infer V> ? V["Type"] : never
+
+/** The fields type of a node. */
+export type Fields<N> = N extends Node<infer F, any> ? Schema.Struct.Type<F> : never
+
+const registry = new Map<string, Node>()
+
+/**
+ * Every node made so far, by name (the latest definition wins); the admin page uses it to decode values.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const all = (): ReadonlyArray<Node> => [...registry.values()]
+
+/**
+ * The node of that name, if one was made.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const get = (name: string): Node | undefined => registry.get(name)
+
+/** A short, stable digest of the value Schema's representation and the node version. */
+const stampOf = (name: string, value: Schema.Top, version: string): string => {
+  let representation: string
+  try {
+    representation = JSON.stringify(SchemaRepresentation.toJson(SchemaRepresentation.toRepresentation(value.ast)))
+  } catch {
+    // Schemas without a representation (opaque declarations) fall back to their printed form.
+    representation = String(value.ast)
+  }
+  const digest = createHash("sha256").update(representation).digest("base64url").slice(0, 12)
+  return `${name}@${version}#${digest}`
+}
+
+const defaultKey =
+  (name: string, fieldNames: ReadonlyArray<string>) =>
+  (fields: Record<string, unknown>): string =>
+    [name, ...fieldNames.map((field) => keyPart(fields[field]))].join(":")
+
+/** How a field value is written in a default key. */
+export const keyPart = (value: unknown): string =>
+  typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean"
+    ? String(value)
+    : value instanceof Date
+      ? value.toISOString()
+      : JSON.stringify(value)
+
+const toDuration = (name: string, option: string, input: Duration.Input): Duration.Duration => {
+  const duration = Duration.fromInputUnsafe(input)
+  if (!Duration.isFinite(duration) || Duration.toMillis(duration) <= 0) {
+    throw new Error(`Node ${name}: ${option} must be a finite duration above zero`)
+  }
+  return duration
+}
+
+/**
+ * Defines a cache node.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema>(
+  name: string,
+  options: Options<F, V>
+): Node<F, V> => {
+  if (name.length === 0 || /[\s\n]/.test(name)) throw new Error(`Node name must be non-empty without spaces: ${name}`)
+  const fields = Schema.Struct(options.fields)
+  const validator: FieldsValidator<Schema.Struct.Type<F>> = makeValidator(name, fields as any)
+  const keyOf =
+    (options.key as ((fields: Record<string, unknown>) => string) | undefined) ??
+    defaultKey(name, Object.keys(options.fields))
+  const version = options.version === undefined ? "0" : String(options.version)
+  const tags = [name, ...(options.tags ?? []).filter((tag) => tag !== name)]
+  const skip = options.skip ?? false
+  const ttl = options.ttl === undefined ? undefined : options.ttl === null ? null : toDuration(name, "ttl", options.ttl)
+  const stale =
+    options.stale === undefined || typeof options.stale === "boolean"
+      ? options.stale
+      : toDuration(name, "stale", options.stale)
+
+  const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
+    const key = keyOf(values as Record<string, unknown>)
+    const reason = invalidKeyReason(key)
+    if (reason !== undefined) {
+      return Exit.fail(
+        new InvalidFields({
+          node: name,
+          field: "",
+          message: `${name}: ${reason}`,
+          issues: [{ path: "", message: reason }]
+        })
+      )
+    }
+    return Exit.succeed({
+      node,
+      fields: values,
+      key,
+      groups: options.invalidatedBy?.(values) ?? [],
+      skip: typeof skip === "boolean" ? skip : skip(values)
+    })
+  }
+  const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>) =>
+    Exit.isSuccess(exit) ? instantiate(exit.value) : (exit as Exit.Exit<never, InvalidFields>)
+
+  const node: Node<F, V> = {
+    [TypeId]: TypeId,
+    name,
+    fields,
+    value: options.value,
+    ttl,
+    stale,
+    version,
+    tags,
+    leaseTtl: options.leaseTtl === undefined ? undefined : toDuration(name, "leaseTtl", options.leaseTtl),
+    stamp: stampOf(name, options.value, version),
+    codec: Schema.toCodecJson(options.value) as unknown as Schema.Codec<V["Type"], unknown>,
+    options,
+    make: (values) => getOrThrow(fromExit(validator.type(values))),
+    makeExit: (values) => fromExit(validator.type(values)),
+    decode: (input) => fromExit(validator.decode(input))
+  }
+  registry.set(name, node)
+  return node
+}
+
+/**
+ * Whether a value is a node definition.
+ *
+ * @category guards
+ * @since 0.1.0
+ */
+export const isNode = (u: unknown): u is Node => typeof u === "object" && u !== null && TypeId in u

@@ -1,0 +1,74 @@
+/**
+ * Validation of the fields that name a cache key or a group, shared by `Node`, `InvalidNode` and
+ * `TableInvalidNode`: the typed error names the first offending field and lists every issue.
+ */
+import { Cause, type Effect, Exit, Schema, SchemaIssue } from "effect"
+
+/**
+ * Fields that do not match their Schema.
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class InvalidFields extends Schema.TaggedError<InvalidFields>()("InvalidFields", {
+  /** The node or group whose fields were given. */
+  node: Schema.String,
+  /** The first field at fault (dotted path), or "" when the input is not an object at all. */
+  field: Schema.String,
+  message: Schema.String,
+  issues: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String }))
+}) {}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const toInvalidFields = (node: string, error: unknown): InvalidFields => {
+  const issues = Schema.isSchemaError(error)
+    ? formatter(error.issue).issues.map((issue) => ({
+        path: (issue.path ?? [])
+          .map((segment) => String(typeof segment === "object" ? segment.key : segment))
+          .join("."),
+        message: issue.message
+      }))
+    : [{ path: "", message: String(error) }]
+  const first = issues[0] ?? { path: "", message: "invalid fields" }
+  return new InvalidFields({
+    node,
+    field: first.path,
+    message: `${node}: invalid field ${first.path === "" ? "input" : JSON.stringify(first.path)}: ${first.message}`,
+    issues
+  })
+}
+
+/** A validator of a fields struct: `type` checks typed input, `decode` parses untrusted (encoded) input. */
+export interface FieldsValidator<A> {
+  readonly type: (input: unknown) => Exit.Exit<A, InvalidFields>
+  readonly decode: (input: unknown) => Exit.Exit<A, InvalidFields>
+}
+
+export const makeValidator = <S extends Schema.Codec<any, any, never, never>>(
+  node: string,
+  schema: S
+): FieldsValidator<S["Type"]> => {
+  const check =
+    (parse: (input: unknown) => Exit.Exit<S["Type"], Schema.SchemaError>) =>
+    (input: unknown): Exit.Exit<S["Type"], InvalidFields> => {
+      const exit = parse(input)
+      return Exit.isSuccess(exit)
+        ? Exit.succeed(exit.value)
+        : Exit.fail(toInvalidFields(node, Cause.squash(exit.cause)))
+    }
+  const typeParser = Schema.decodeUnknownExit(Schema.toType(schema) as unknown as S)
+  const decodeParser = Schema.decodeUnknownExit(schema)
+  return {
+    type: check((input) => typeParser(input, { errors: "all" })),
+    decode: check((input) => decodeParser(input, { errors: "all" }))
+  }
+}
+
+/** Runs a validation synchronously, throwing the typed error (Schema classes' `make` does the same). */
+export const getOrThrow = <A>(exit: Exit.Exit<A, InvalidFields>): A => {
+  if (Exit.isSuccess(exit)) return exit.value
+  throw Cause.squash(exit.cause)
+}
+
+export const toEffect = <A>(exit: Exit.Exit<A, InvalidFields>): Effect.Effect<A, InvalidFields> => exit

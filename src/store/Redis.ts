@@ -1,0 +1,292 @@
+/**
+ * The Redis store over `ioredis`. Every operation on an entry is one Lua script on one key (registered with
+ * `defineCommand`, run by EVALSHA), so a hit is one round trip and every script stays within one hash slot.
+ * Commands that span keys (invalidating a set's members, leaving sets) are sent together without waiting
+ * for each reply, which pipelines them on the connection and works the same on a Cluster client.
+ *
+ * `ioredis` is loaded only when the layer opens its own connection from a URL, so it stays an optional peer.
+ */
+import { Duration, Effect, type Scope } from "effect"
+import type { Cluster, Redis } from "ioredis"
+import {
+  CacheStoreError,
+  type CacheStore,
+  type EntryInfo,
+  type Fill,
+  type Mode,
+  type ReadResult
+} from "../CacheStore.ts"
+import { CachemeConfig } from "../CachemeConfig.ts"
+import { escapeGlob } from "../internal/glob.ts"
+import { setMarker } from "../internal/keys.ts"
+import * as Scripts from "./scripts.ts"
+
+/**
+ * Options of the Redis store: a `client` you own, or a `url` for a connection the layer owns.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type RedisOptions = (
+  | { readonly client: Redis | Cluster; readonly url?: undefined }
+  | { readonly url: string; readonly client?: undefined }
+) & {
+  /** Overrides `CachemeConfig`'s prefix. */
+  readonly prefix?: string | undefined
+  /** Overrides `CachemeConfig`'s command timeout. */
+  readonly commandTimeout?: Duration.Input | undefined
+  /** Members removed from a set per round trip when invalidating it (default 500). */
+  readonly batchSize?: number | undefined
+}
+
+interface Commands {
+  cachemeRead(key: string, token: string, leaseMillis: number): Promise<[number, string?, number?]>
+  cachemeTrack(set: string, member: string, lifeMillis: number): Promise<number>
+  cachemeFill(
+    key: string,
+    token: string,
+    value: string,
+    freshMillis: number,
+    lifeMillis: number,
+    sets: string
+  ): Promise<number>
+  cachemeRelease(key: string, token: string): Promise<number>
+  cachemeInvalidate(key: string, mode: Mode): Promise<[number, string]>
+  cachemeInspect(key: string): Promise<[string | null, string, number, string, number] | null>
+}
+
+type Client = (Redis | Cluster) & Commands
+
+const commands: ReadonlyArray<readonly [keyof Commands, string]> = [
+  ["cachemeRead", Scripts.read],
+  ["cachemeTrack", Scripts.track],
+  ["cachemeFill", Scripts.fill],
+  ["cachemeRelease", Scripts.release],
+  ["cachemeInvalidate", Scripts.invalidate],
+  ["cachemeInspect", Scripts.inspect]
+]
+
+const defineCommands = (client: Redis | Cluster): Client => {
+  const target = client as Client
+  for (const [name, lua] of commands) {
+    if (typeof (target as any)[name] !== "function") client.defineCommand(name, { numberOfKeys: 1, lua })
+  }
+  return target
+}
+
+const openClient = (url: string, timeoutMillis: number) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const { Redis } = await import("ioredis")
+      const client = new Redis(url, {
+        lazyConnect: true,
+        // Fail commands at once while disconnected: the cache fails open instead of queueing callers.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        connectTimeout: Math.max(1000, timeoutMillis),
+        retryStrategy: (times) => Math.min(50 * times, 1000)
+      })
+      // Failures reach callers as CacheStoreError; the event only keeps Node from printing each retry.
+      client.on("error", () => {})
+      await client.connect().catch(() => undefined)
+      return client
+    }),
+    (client) => Effect.sync(() => client.disconnect())
+  )
+
+export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore["Service"], never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const settings = yield* CachemeConfig
+    const prefix = options.prefix ?? settings.prefix
+    const timeout =
+      options.commandTimeout === undefined ? settings.commandTimeout : Duration.fromInputUnsafe(options.commandTimeout)
+    const timeoutMillis = Duration.toMillis(timeout)
+    const batchSize = options.batchSize ?? 500
+    const scope = yield* Effect.scope
+    const client = defineCommands(options.client ?? (yield* openClient(options.url!, timeoutMillis)))
+    const setPrefix = `${prefix}${setMarker}`
+    const entryKey = (key: string) => prefix + key
+    const setKey = (set: string) => setPrefix + set
+
+    const run = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, CacheStoreError> =>
+      Effect.tryPromise({
+        try: f,
+        catch: (cause) =>
+          new CacheStoreError({
+            operation,
+            reason: "Unavailable",
+            message: `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+            cause
+          })
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () =>
+            Effect.fail(
+              new CacheStoreError({
+                operation,
+                reason: "Timeout",
+                message: `Redis ${operation} took longer than ${timeoutMillis} ms`
+              })
+            )
+        })
+      )
+
+    const read = (key: string, token: string, leaseMillis: number) =>
+      run("read", () => client.cachemeRead(entryKey(key), token, leaseMillis)).pipe(
+        Effect.map((reply): ReadResult => {
+          switch (reply[0]) {
+            case 1:
+              return { _tag: "Hit", value: reply[1]! }
+            case 2:
+              return { _tag: "Stale", value: reply[1]!, lease: reply[2] === 1 }
+            case 3:
+              return { _tag: "Miss" }
+            default:
+              return { _tag: "Busy" }
+          }
+        })
+      )
+
+    const track = (key: string, sets: ReadonlyArray<string>, lifeMillis: number | undefined) =>
+      sets.length === 0
+        ? Effect.void
+        : run("track", () =>
+            Promise.all(sets.map((set) => client.cachemeTrack(setKey(set), key, lifeMillis ?? -1)))
+          ).pipe(Effect.asVoid)
+
+    const fill = (key: string, token: string, value: Fill) =>
+      run("fill", () =>
+        client.cachemeFill(
+          entryKey(key),
+          token,
+          value.value,
+          value.freshMillis ?? -1,
+          value.lifeMillis ?? -1,
+          value.sets.join("\n")
+        )
+      ).pipe(Effect.map((stored) => stored === 1))
+
+    const release = (key: string, token: string) =>
+      run("release", () => client.cachemeRelease(entryKey(key), token)).pipe(Effect.asVoid)
+
+    /** Invalidates entry keys (prefix excluded) and, for hard invalidation, takes them out of their sets. */
+    const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode, except?: string): Promise<number> => {
+      if (keys.length === 0) return 0
+      const replies = await Promise.all(keys.map((key) => client.cachemeInvalidate(entryKey(key), mode)))
+      const leaving: Array<Promise<unknown>> = []
+      let count = 0
+      replies.forEach(([held, sets], i) => {
+        count += held
+        if (sets === "") return
+        for (const set of sets.split("\n")) {
+          if (set !== except) leaving.push(client.zrem(setKey(set), keys[i]!))
+        }
+      })
+      await Promise.all(leaving)
+      return count
+    }
+
+    const invalidate = (keys: ReadonlyArray<string>, mode: Mode) => run("invalidate", () => invalidateKeys(keys, mode))
+
+    const invalidateSet = (set: string, mode: Mode) =>
+      run("invalidateSet", async () => {
+        const key = setKey(set)
+        let count = 0
+        if (mode === "soft") {
+          // Soft invalidation keeps memberships, so a later hard invalidation still reaches the stale values.
+          let cursor = "0"
+          do {
+            const [next, flat] = await client.zscan(key, cursor, "COUNT", batchSize)
+            cursor = next
+            const members = flat.filter((_, i) => i % 2 === 0)
+            count += await invalidateKeys(members, "soft")
+          } while (cursor !== "0")
+          return count
+        }
+        // Members are popped before their entries are invalidated: a lease taken meanwhile registers again.
+        // Bounded by the size at the start, so a set refilled as fast as it drains cannot hold the caller.
+        let rounds = Math.ceil((await client.zcard(key)) / batchSize) + 1
+        while (rounds-- > 0) {
+          const flat = await client.zpopmin(key, batchSize)
+          const members = flat.filter((_, i) => i % 2 === 0)
+          if (members.length === 0) break
+          count += await invalidateKeys(members, "hard", set)
+          if (members.length < batchSize) break
+        }
+        return count
+      })
+
+    const scanPage = async (pattern: string | undefined, cursor: string, count: number) => {
+      const match = escapeGlob(prefix) + (pattern ?? "*")
+      const [next, keys] = await client.scan(cursor, "MATCH", match, "COUNT", count)
+      return {
+        cursor: next,
+        keys: keys.filter((key) => !key.startsWith(setPrefix)).map((key) => key.slice(prefix.length))
+      }
+    }
+
+    const invalidatePattern = (pattern: string, mode: Mode) =>
+      run("invalidatePattern", async () => {
+        let cursor = "0"
+        let count = 0
+        do {
+          const page = await scanPage(pattern, cursor, 1000)
+          cursor = page.cursor
+          count += await invalidateKeys(page.keys, mode)
+        } while (cursor !== "0")
+        return count
+      })
+
+    const scan = (options: { pattern?: string | undefined; cursor?: string | undefined; count?: number | undefined }) =>
+      run("scan", () =>
+        scanPage(options.pattern, options.cursor ?? "0", Math.max(1, Math.min(options.count ?? 100, 1000)))
+      )
+
+    const inspect = (key: string) =>
+      run("inspect", () => client.cachemeInspect(entryKey(key))).pipe(
+        Effect.map((reply): EntryInfo | undefined => {
+          if (reply === null) return undefined
+          const [value, fresh, leased, sets, pttl] = reply
+          const freshUntil = Number(fresh)
+          return {
+            key,
+            value: value ?? undefined,
+            freshUntil: freshUntil === 0 ? undefined : freshUntil,
+            ttlMillis: pttl >= 0 ? pttl : undefined,
+            leased: leased === 1,
+            sets: sets === "" ? [] : sets.split("\n")
+          }
+        })
+      )
+
+    const setSize = (set: string) => run("setSize", () => client.zcard(setKey(set)))
+
+    const ping = run("ping", async () => {
+      const start = performance.now()
+      await client.ping()
+      return performance.now() - start
+    })
+
+    return {
+      kind: "redis",
+      prefix,
+      scope,
+      read,
+      track,
+      fill,
+      release,
+      invalidate,
+      invalidateSet,
+      invalidatePattern,
+      scan,
+      inspect,
+      setSize,
+      ping
+    }
+  })
+
+export const makeRedisStoreFromConfig: Effect.Effect<CacheStore["Service"], never, Scope.Scope> = Effect.flatMap(
+  CachemeConfig,
+  (settings) => makeRedisStore({ url: settings.redisUrl })
+)
