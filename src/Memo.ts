@@ -251,8 +251,9 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>, token: string): Effect.Effect
     herdRetryCount === 0
       ? loadOnly(call)
       : Effect.sleep(herdRetryInterval).pipe(
-          Effect.andThen(poll),
-          Effect.retry({ schedule, times: herdRetryCount - 1, while: (error) => error === StillBusy }),
+          Effect.andThen(
+            Effect.retry(poll, { schedule, times: herdRetryCount - 1, while: (error) => error === StillBusy })
+          ),
           Effect.flatMap((outcome) => (outcome._tag === "Done" ? Effect.succeed(outcome.value) : lead(call))),
           Effect.catchIf(
             (error): error is typeof StillBusy => error === StillBusy,

@@ -198,7 +198,7 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
   name: string,
   options: Options<F, V>
 ): Node<F, V> => {
-  if (name.length === 0 || /[\s\n]/.test(name)) throw new Error(`Node name must be non-empty without spaces: ${name}`)
+  if (!/^[^\s@#]+$/.test(name)) throw new Error(`Node name must be non-empty, without spaces, "@" or "#": ${name}`)
   const fields = Schema.Struct(options.fields)
   const validator: FieldsValidator<Schema.Struct.Type<F>> = makeValidator(name, fields as any)
   const keyOf =

@@ -33,6 +33,9 @@ interface Entry {
 const FOREVER = 0
 const INVALIDATED = 1
 
+const isFresh = (entry: Entry, now: number) =>
+  entry.freshUntil === FOREVER || (entry.freshUntil !== INVALIDATED && entry.freshUntil > now)
+
 export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStore["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {
     const maxEntries = options.maxEntries ?? 10_000
@@ -98,7 +101,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         const entry = live(key, now)
         if (entry !== undefined && entry.value !== undefined) {
           touch(key, entry)
-          if (entry.freshUntil === FOREVER || entry.freshUntil > now) return { _tag: "Hit", value: entry.value }
+          if (isFresh(entry, now)) return { _tag: "Hit", value: entry.value }
         }
         const leaseFree = entry === undefined || entry.lease === undefined || entry.leaseUntil <= now
         if (entry !== undefined && entry.value !== undefined) {

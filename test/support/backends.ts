@@ -1,0 +1,50 @@
+/**
+ * The stores every shared suite runs against: the in-process store (time moved by TestClock) and Redis (real
+ * time, a fresh key prefix per layer so tests never see each other's keys).
+ */
+import { it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import { CachemeConfig, CacheStore } from "../../src/index.ts"
+import { missing, Redis } from "./services.ts"
+
+export interface Backend {
+  readonly name: "memory" | "redis"
+  /** True when the backend's service is missing (never in CI, where that fails instead). */
+  readonly skip: boolean
+  /** `it.effect` (TestClock) for the memory store, `it.live` for Redis. */
+  readonly test: typeof it.effect
+  /** A store plus settings; each call gets keys of its own. */
+  readonly layer: (settings?: CachemeConfig.Input) => Layer.Layer<CacheStore.CacheStore>
+  /** Lets time pass: TestClock for memory, a real sleep for Redis. */
+  readonly advance: (millis: number) => Effect.Effect<void>
+}
+
+let counter = 0
+export const uniquePrefix = () => `test:${process.pid}:${Date.now().toString(36)}:${counter++}:`
+
+const withSettings = (store: Layer.Layer<CacheStore.CacheStore>, settings: CachemeConfig.Input | undefined) =>
+  store.pipe(Layer.provideMerge(CachemeConfig.layer(settings)), Layer.orDie)
+
+export const memory: Backend = {
+  name: "memory",
+  skip: false,
+  test: it.effect,
+  layer: (settings) => withSettings(CacheStore.layerMemory(), settings),
+  // Small steps, so that timers set while time moves (a schedule's next delay) fire within the same advance.
+  advance: (millis) =>
+    Effect.gen(function* () {
+      for (let elapsed = 0; elapsed < millis; elapsed += 5) yield* TestClock.adjust(Math.min(5, millis - elapsed))
+    })
+}
+
+export const redis: Backend = {
+  name: "redis",
+  skip: await missing(Redis),
+  test: it.live,
+  layer: (settings) =>
+    withSettings(CacheStore.layerRedis({ url: Redis.url, prefix: settings?.prefix ?? uniquePrefix() }), settings),
+  advance: (millis) => Effect.sleep(millis)
+}
+
+export const backends: ReadonlyArray<Backend> = [memory, redis]
