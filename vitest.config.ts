@@ -7,6 +7,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Redis, PostgreSQL and MariaDB are shared: files that use them run one at a time.
     fileParallelism: false,
-    reporters: ["default"]
+    reporters: ["default", "json"],
+    outputFile: { json: "test-results/vitest.json" }
   }
 })

@@ -1,0 +1,88 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect } from "effect"
+import { CachemeConfig } from "../src/index.ts"
+
+const fromEnv = (env: Record<string, string>) =>
+  CachemeConfig.fromConfig.pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env })))
+
+describe("CachemeConfig", () => {
+  it.effect("defaults follow the seed", () =>
+    Effect.gen(function* () {
+      const settings = yield* CachemeConfig.CachemeConfig
+      assert.strictEqual(settings.prefix, "CM:")
+      assert.strictEqual(settings.herdRetryCount, 5)
+      assert.strictEqual(Duration.toMillis(settings.herdRetryInterval), 20)
+      assert.isTrue(settings.stale)
+      assert.isTrue(settings.enabled)
+      assert.isUndefined(settings.ttl)
+    })
+  )
+
+  it.effect("reads CACHEME_* variables", () =>
+    Effect.gen(function* () {
+      const settings = yield* fromEnv({
+        CACHEME_ENABLE: "false",
+        CACHEME_PREFIX: "app:",
+        CACHEME_HERD_RETRY_COUNT: "9",
+        CACHEME_HERD_RETRY_INTERVAL: "50 millis",
+        CACHEME_STALE: "false",
+        CACHEME_TTL: "10 minutes",
+        CACHEME_REDIS_URL: "redis://cache:6380/2",
+        CACHEME_COMMAND_TIMEOUT: "2 seconds",
+        CACHEME_LEASE_TTL: "1 minute"
+      })
+      assert.isFalse(settings.enabled)
+      assert.strictEqual(settings.prefix, "app:")
+      assert.strictEqual(settings.herdRetryCount, 9)
+      assert.strictEqual(Duration.toMillis(settings.herdRetryInterval), 50)
+      assert.isFalse(settings.stale)
+      assert.strictEqual(Duration.toMillis(settings.ttl!), 600_000)
+      assert.strictEqual(settings.redisUrl, "redis://cache:6380/2")
+      assert.strictEqual(Duration.toMillis(settings.commandTimeout), 2000)
+      assert.strictEqual(Duration.toMillis(settings.leaseTtl), 60_000)
+    })
+  )
+
+  it.effect("missing variables keep their defaults; CACHEME_TTL=none means no expiry", () =>
+    Effect.gen(function* () {
+      const settings = yield* fromEnv({ CACHEME_TTL: "none" })
+      assert.isUndefined(settings.ttl)
+      assert.strictEqual(settings.prefix, "CM:")
+    })
+  )
+
+  it.effect.each([
+    [{ CACHEME_HERD_RETRY_COUNT: "many" }, "herdRetryCount"],
+    [{ CACHEME_HERD_RETRY_COUNT: "-1" }, "herdRetryCount"],
+    [{ CACHEME_ENABLE: "perhaps" }, "enabled"],
+    [{ CACHEME_TTL: "soon" }, "ttl"],
+    [{ CACHEME_HERD_RETRY_INTERVAL: "0 millis" }, "herdRetryInterval"],
+    [{ CACHEME_REDIS_URL: "http://nope" }, "redisUrl"],
+    [{ CACHEME_PREFIX: "a*" }, "prefix"]
+  ] as const)("a bad value fails with a typed error naming the setting: %j", ([env, setting]) =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(fromEnv(env))
+      assert.strictEqual(error._tag, "CachemeConfigError")
+      assert.strictEqual(error.setting, setting)
+    })
+  )
+
+  it.effect("settings written in code are validated too", () =>
+    Effect.gen(function* () {
+      const settings = yield* CachemeConfig.make({ ttl: "5 minutes", herdRetryCount: 0 })
+      assert.strictEqual(Duration.toMillis(settings.ttl!), 300_000)
+      assert.strictEqual(settings.herdRetryCount, 0)
+      const error = yield* Effect.flip(CachemeConfig.make({ herdRetryCount: 1.5 }))
+      assert.strictEqual(error.setting, "herdRetryCount")
+      const prefixError = yield* Effect.flip(CachemeConfig.make({ prefix: "" }))
+      assert.strictEqual(prefixError.setting, "prefix")
+    })
+  )
+
+  it.effect("the layer provides the settings", () =>
+    Effect.gen(function* () {
+      const settings = yield* CachemeConfig.CachemeConfig
+      assert.strictEqual(settings.prefix, "x:")
+    }).pipe(Effect.provide(CachemeConfig.layer({ prefix: "x:" })))
+  )
+})
