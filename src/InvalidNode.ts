@@ -37,6 +37,8 @@ export interface InvalidNode<F extends Schema.Struct.Fields = any> {
   readonly name: string
   readonly fields: Schema.Struct<F>
   readonly key: (fields: Schema.Struct.Type<F>) => string
+  /** Tags every entry of every group of this definition carries (a table-wide handle for `TableInvalidNode`). */
+  readonly tags: ReadonlyArray<string>
   /** One group; throws {@link InvalidFields} when the fields do not match their Schema. */
   make(fields: Schema.Struct.Type<F>): Instance<F>
   /** Like {@link make} with the typed error in an Exit. */
@@ -65,7 +67,11 @@ export interface Instance<F extends Schema.Struct.Fields = any> {
  */
 export const make = <const F extends Schema.Struct.Fields>(
   name: string,
-  options: { readonly fields: F; readonly key?: ((fields: Schema.Struct.Type<F>) => string) | undefined }
+  options: {
+    readonly fields: F
+    readonly key?: ((fields: Schema.Struct.Type<F>) => string) | undefined
+    readonly tags?: ReadonlyArray<string> | undefined
+  }
 ): InvalidNode<F> => {
   const fields = Schema.Struct(options.fields)
   const validator = makeValidator(name, fields as any)
@@ -81,6 +87,7 @@ export const make = <const F extends Schema.Struct.Fields>(
     name,
     fields,
     key,
+    tags: options.tags ?? [],
     make: (values) => getOrThrow(fromExit(validator.type(values))),
     makeExit: (values) => fromExit(validator.type(values)),
     decode: (input) => fromExit(validator.decode(input))

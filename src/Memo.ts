@@ -72,10 +72,14 @@ const timingOf = (node: Node.Node, settings: Settings): Timing => {
   }
 }
 
-const setsOf = (instance: Node.Instance): ReadonlyArray<string> => [
-  ...instance.groups.map((group) => groupSet(group.key)),
-  ...instance.node.tags.map(tagSet)
-]
+const setsOf = (instance: Node.Instance): ReadonlyArray<string> => {
+  const sets = new Set<string>(instance.node.tags.map(tagSet))
+  for (const group of instance.groups) {
+    sets.add(groupSet(group.key))
+    for (const tag of group.group.tags) sets.add(tagSet(tag))
+  }
+  return [...sets]
+}
 
 interface Call<A, E, R> {
   readonly load: Effect.Effect<A, E, R>
