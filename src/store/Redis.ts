@@ -217,11 +217,27 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         return count
       })
 
+    // A Cluster spreads keys over its masters: a scan walks them one after the other, and the cursor it hands
+    // out is `<master index>:<that master's cursor>`.
+    const scanTargets = (): ReadonlyArray<Redis> =>
+      "nodes" in client && typeof (client as Cluster).nodes === "function" && (client as Cluster).isCluster
+        ? (client as Cluster).nodes("master")
+        : [client as Redis]
+
     const scanPage = async (pattern: string | undefined, cursor: string, count: number) => {
       const match = escapeGlob(prefix) + (pattern ?? "*")
-      const [next, keys] = await client.scan(cursor, "MATCH", match, "COUNT", count)
+      const targets = scanTargets()
+      const separator = cursor.indexOf(":")
+      let target = separator === -1 ? 0 : Number(cursor.slice(0, separator))
+      let nodeCursor = separator === -1 ? cursor : cursor.slice(separator + 1)
+      const [next, keys] = await targets[target]!.scan(nodeCursor, "MATCH", match, "COUNT", count)
+      nodeCursor = next
+      if (nodeCursor === "0" && target + 1 < targets.length) {
+        target += 1
+        nodeCursor = "0"
+      } else if (nodeCursor === "0") target = -1
       return {
-        cursor: next,
+        cursor: target === -1 ? "0" : targets.length === 1 ? nodeCursor : `${target}:${nodeCursor}`,
         keys: keys.filter((key) => !key.startsWith(setPrefix)).map((key) => key.slice(prefix.length))
       }
     }

@@ -1,0 +1,133 @@
+/**
+ * The store contract on a real Redis Cluster: three masters on loopback ports, made here with redis-server and
+ * `redis-cli --cluster create`. Every script touches one key, memberships and entries land on different
+ * masters, and scans walk every master.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Schema } from "effect"
+import { Cluster } from "ioredis"
+import { afterAll } from "vitest"
+import { CachemeConfig, CacheStore, Memo, Node } from "../../src/index.ts"
+import { type Backend, uniquePrefix } from "../support/backends.ts"
+import { inCI } from "../support/services.ts"
+import { storeContract } from "./contract.ts"
+
+const ports = [7101, 7102, 7103]
+const dir = mkdtempSync(join(tmpdir(), "cacheme-cluster-"))
+const servers: Array<ChildProcess> = []
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const startCluster = async (): Promise<boolean> => {
+  try {
+    execFileSync("redis-server", ["--version"], { stdio: "ignore" })
+  } catch {
+    if (inCI) throw new Error("redis-server is needed for the Redis Cluster tests")
+    console.warn("[skip] redis-server not found: Redis Cluster tests are skipped")
+    return false
+  }
+  for (const port of ports) {
+    servers.push(
+      spawn(
+        "redis-server",
+        [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          join(dir, `nodes-${port}.conf`),
+          "--dir",
+          dir,
+          "--save",
+          "",
+          "--appendonly",
+          "no"
+        ],
+        { stdio: "ignore" }
+      )
+    )
+  }
+  for (const port of ports) {
+    for (let i = 0; i < 100; i++) {
+      try {
+        execFileSync("redis-cli", ["-p", String(port), "ping"], { stdio: "pipe" })
+        break
+      } catch {
+        await sleep(50)
+      }
+    }
+  }
+  execFileSync(
+    "redis-cli",
+    ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    { stdio: "pipe" }
+  )
+  for (let i = 0; i < 200; i++) {
+    const info = execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" })
+    if (info.includes("cluster_state:ok")) return true
+    await sleep(50)
+  }
+  throw new Error("the local Redis Cluster did not reach cluster_state:ok")
+}
+
+const ready = await startCluster()
+
+afterAll(() => {
+  for (const server of servers) server.kill("SIGKILL")
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const clusterLayer = (settings?: CachemeConfig.Input) =>
+  Layer.unwrap(
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => new Cluster(ports.map((port) => ({ host: "127.0.0.1", port })))),
+        (client) => Effect.sync(() => client.disconnect())
+      ),
+      (client) => CacheStore.layerRedis({ client, prefix: settings?.prefix ?? uniquePrefix() })
+    )
+  ).pipe(Layer.provideMerge(CachemeConfig.layer(settings)), Layer.orDie)
+
+const cluster: Backend = {
+  name: "redis",
+  skip: !ready,
+  test: it.live,
+  layer: clusterLayer,
+  advance: (millis) => Effect.sleep(millis)
+}
+
+describe.skipIf(!ready)("Redis Cluster", () => {
+  storeContract(cluster)
+
+  it.live("Memo reads through the cluster and group invalidation crosses masters", () =>
+    Effect.gen(function* () {
+      const Item = Node.make("cluster-item", { fields: { id: Schema.Number }, value: Schema.Number, tags: ["cluster"] })
+      for (let id = 0; id < 30; id++) yield* Effect.succeed(id).pipe(Memo.cached(Item.make({ id })))
+      const store = yield* CacheStore.CacheStore
+      // The 30 entries and their sets are spread over every master.
+      for (const port of ports) {
+        const size = Number(execFileSync("redis-cli", ["-p", String(port), "dbsize"], { encoding: "utf8" }).trim())
+        assert.isTrue(size > 0, `master ${port} holds keys`)
+      }
+      assert.strictEqual(yield* Effect.succeed(-1).pipe(Memo.cached(Item.make({ id: 7 }))), 7)
+      const page = yield* store.scan({ pattern: "cluster-item:*", count: 1000 })
+      let keys = page.keys.length
+      let cursor = page.cursor
+      while (cursor !== "0") {
+        const next = yield* store.scan({ pattern: "cluster-item:*", cursor, count: 1000 })
+        keys += next.keys.length
+        cursor = next.cursor
+      }
+      assert.strictEqual(keys, 30)
+      assert.strictEqual(yield* Memo.invalidateTag("cluster"), 30)
+      assert.strictEqual(yield* Memo.invalidatePattern("cluster-item:*"), 0)
+    }).pipe(Effect.provide(clusterLayer()))
+  )
+})
