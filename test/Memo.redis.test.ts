@@ -41,9 +41,13 @@ describe.skipIf(skip)("Memo on Redis", () => {
     let server: ChildProcess | undefined
 
     const startServer = Effect.promise(async () => {
-      server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: "ignore"
-      })
+      server = spawn(
+        "redis-server",
+        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        {
+          stdio: "ignore"
+        }
+      )
       const client = new IORedis({ port, lazyConnect: true, retryStrategy: () => null })
       client.on("error", () => {})
       for (let attempt = 0; attempt < 100; attempt++) {
