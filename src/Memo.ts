@@ -32,7 +32,10 @@ const Retry = Symbol.for("effect-cacheme/Memo/Retry")
 /** Ends herd waiting early once a read is no longer `Busy`. */
 const StillBusy = Symbol.for("effect-cacheme/Memo/StillBusy")
 
-type Flight = Deferred.Deferred<unknown, unknown>
+/** A load under way in this process; the Deferred is made only when a second caller joins. */
+interface Flight {
+  joined: Deferred.Deferred<unknown, unknown> | undefined
+}
 
 /** One single-flight table per store, so two stores (or two tests) never share flights. */
 const flightsByStore = new WeakMap<CacheStore["Service"], Map<string, Flight>>()
@@ -58,7 +61,18 @@ interface Timing {
   readonly leaseMillis: number
 }
 
+const timings = new WeakMap<Node.Node, { readonly settings: Settings; readonly timing: Timing }>()
+
+/** The timing of a node, computed once per node and settings. */
 const timingOf = (node: Node.Node, settings: Settings): Timing => {
+  const cached = timings.get(node)
+  if (cached !== undefined && cached.settings === settings) return cached.timing
+  const timing = computeTiming(node, settings)
+  timings.set(node, { settings, timing })
+  return timing
+}
+
+const computeTiming = (node: Node.Node, settings: Settings): Timing => {
   const ttl = node.ttl === undefined ? settings.ttl : node.ttl === null ? undefined : node.ttl
   const freshMillis = ttl === undefined ? undefined : Duration.toMillis(ttl)
   const stale = node.stale === undefined ? settings.stale : node.stale
@@ -205,13 +219,15 @@ const settle = <A, E, R>(
   token: string
 ): Effect.Effect<Outcome<A>, E | CacheStoreError, R> => {
   switch (result._tag) {
-    case "Hit":
-      return Effect.flatMap(decodeStored(call, result.value), (decoded) =>
-        decoded._tag === "Value"
-          ? Effect.as(call.metrics.hit, done(decoded.value))
-          : // Drop the unreadable entry, then read again to take the lease and overwrite it.
-            Effect.as(attempt(call, call.store.invalidate([call.instance.key], "hard"), Effect.succeed(0)), reread)
+    case "Hit": {
+      const decoded = Codec.decode<A>(call.instance.node, result.value)
+      if (decoded._tag === "Value") return Effect.as(call.metrics.hit, done(decoded.value))
+      // Drop the unreadable entry, then read again to take the lease and overwrite it.
+      return decodeStored(call, result.value).pipe(
+        Effect.andThen(attempt(call, call.store.invalidate([call.instance.key], "hard"), Effect.succeed(0))),
+        Effect.as(reread)
       )
+    }
     case "Stale":
       return Effect.flatMap(decodeStored(call, result.value), (decoded) => {
         if (decoded._tag === "Value" && call.timing.staleOn) {
@@ -231,12 +247,9 @@ const settle = <A, E, R>(
 /** Reads (taking the lease when free) and settles; a store failure loads without the cache. */
 const readAndSettle = <A, E, R>(call: Call<A, E, R>, token: string) =>
   Effect.flatMap(
-    attempt(
+    attempt<A, ReadResult | undefined, E, R, never, never>(
       call,
-      Effect.map(
-        call.store.read(call.instance.key, token, call.timing.leaseMillis),
-        (result) => result as ReadResult | undefined
-      ),
+      call.store.read(call.instance.key, token, call.timing.leaseMillis),
       Effect.succeed(undefined)
     ),
     (result): Effect.Effect<Outcome<A>, E | CacheStoreError, R> =>
@@ -290,7 +303,8 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>): Effect.Effect<A, E | CacheSto
     const key = call.instance.key
     const pending = flights.get(key)
     if (pending !== undefined) {
-      return Effect.flatMap(Effect.exit(Deferred.await(pending)), (exit) =>
+      pending.joined ??= Deferred.makeUnsafe()
+      return Effect.flatMap(Effect.exit(Deferred.await(pending.joined)), (exit) =>
         Exit.isSuccess(exit)
           ? // A follower got its value without loading: it counts as a hit.
             Effect.as(call.metrics.hit, exit.value as A)
@@ -299,13 +313,14 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>): Effect.Effect<A, E | CacheSto
             : (exit as Exit.Exit<never, E | CacheStoreError>)
       )
     }
-    const flight: Flight = Deferred.makeUnsafe()
+    const flight: Flight = { joined: undefined }
     flights.set(key, flight)
     return lead(call).pipe(
       Effect.onExit((exit) => {
         if (flights.get(key) === flight) flights.delete(key)
+        if (flight.joined === undefined) return Effect.void
         return Deferred.done(
-          flight,
+          flight.joined,
           Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
             ? Exit.fail(Retry)
             : (exit as Exit.Exit<unknown, unknown>)

@@ -23,9 +23,11 @@ export const herdWaits = counter("cacheme_herd_waits", "Reads that waited for an
 /** @category metrics */
 export const storeErrors = counter("cacheme_store_errors", "Store commands that failed or timed out")
 /** @category metrics */
+const loadBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
+/** @category metrics */
 export const loadDuration = Metric.histogram("cacheme_load_duration_ms", {
   description: "How long loads took, in milliseconds",
-  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
+  boundaries: loadBoundaries
 })
 
 /** The metrics of one node, with the `node` attribute applied once. */
@@ -50,9 +52,15 @@ const byNode = new Map<string, NodeMetrics>()
 export const forNode = (node: string): NodeMetrics => {
   let metrics = byNode.get(node)
   if (metrics === undefined) {
+    // Attributes fixed at creation: `withAttributes` would copy the attribute context on every update.
     const attributes = { node }
-    const bump = (metric: Metric.Counter<number>) => Metric.update(Metric.withAttributes(metric, attributes), 1)
-    const duration = Metric.withAttributes(loadDuration, attributes)
+    const bump = (metric: Metric.Counter<number>) =>
+      Metric.update(Metric.counter(metric.id, { description: metric.description, incremental: true, attributes }), 1)
+    const duration = Metric.histogram(loadDuration.id, {
+      description: loadDuration.description,
+      boundaries: loadBoundaries,
+      attributes
+    })
     metrics = {
       hit: bump(hits),
       miss: bump(misses),

@@ -4,7 +4,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Ref, Schema } from "effect"
+import { Effect, Layer, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore, Memo, Metrics, Node } from "../src/index.ts"
 import { uniquePrefix } from "./support/backends.ts"
@@ -80,6 +80,9 @@ describe.skipIf(skip)("Memo on Redis", () => {
       () =>
         Effect.gen(function* () {
           yield* startServer
+          // The layer's client was made before this server started: wait until it has reconnected.
+          const store = yield* CacheStore.CacheStore
+          yield* store.ping.pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 100 }))
           const runs = yield* Ref.make(0)
           const get = Effect.as(
             Ref.update(runs, (n) => n + 1),
@@ -113,7 +116,7 @@ describe.skipIf(skip)("Memo on Redis", () => {
           Effect.ensuring(stopServer),
           Effect.provide(
             CacheStore.layerRedis({ url: `redis://127.0.0.1:${port}`, prefix: uniquePrefix() }).pipe(
-              Layer.provideMerge(CachemeConfig.layer({ commandTimeout: "200 millis" }))
+              Layer.provideMerge(CachemeConfig.layer({ commandTimeout: "2 seconds" }))
             )
           )
         ),

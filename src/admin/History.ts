@@ -230,17 +230,13 @@ const recorders = new WeakMap<(event: Invalidation.Event) => Effect.Effect<void>
  * @since 0.1.0
  */
 export const recorder = (history: History["Service"]): ((event: Invalidation.Event) => Effect.Effect<void>) => {
-  const write = (event: Invalidation.Event) =>
+  const record = (event: Invalidation.Event) =>
     Clock.currentTimeMillis.pipe(
       Effect.flatMap((now) => history.record(entryOf(event, new Date(now)))),
       Effect.catch((error) =>
         Effect.logWarning("effect-cacheme/admin: the invalidation was not recorded in the history", error.message)
       )
     )
-  // Kysely-driven invalidations run while the write still holds its connection: on a single-connection
-  // database (PGlite, SQLite) that is also the history's, waiting for the insert would deadlock.
-  const record = (event: Invalidation.Event) =>
-    event.source === "kysely" ? Effect.asVoid(Effect.forkDetach(write(event))) : write(event)
   recorders.set(record, history)
   return record
 }

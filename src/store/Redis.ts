@@ -66,6 +66,9 @@ const commands: ReadonlyArray<readonly [keyof Commands, string]> = [
   ["cachemeInspect", Scripts.inspect]
 ]
 
+/** How far this machine's clock may be behind Redis's before a stale value could pass for a fresh one. */
+const clockSkewMillis = 1000
+
 const defineCommands = (client: Redis | Cluster): Client => {
   const target = client as Client
   for (const [name, lua] of commands) {
@@ -108,20 +111,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const entryKey = (key: string) => prefix + key
     const setKey = (set: string) => setPrefix + set
 
+    // One timer per command, cleared when the reply comes (racing the promise against an Effect sleep would
+    // start and interrupt fibers on every hit).
     const run = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, CacheStoreError> =>
-      Effect.tryPromise({
-        try: f,
-        catch: (cause) =>
-          new CacheStoreError({
-            operation,
-            reason: "Unavailable",
-            message: `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-            cause
-          })
-      }).pipe(
-        Effect.timeoutOrElse({
-          duration: timeout,
-          orElse: () =>
+      Effect.callback<A, CacheStoreError>((resume) => {
+        let settled = false
+        const timer = setTimeout(() => {
+          settled = true
+          resume(
             Effect.fail(
               new CacheStoreError({
                 operation,
@@ -129,11 +126,59 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
                 message: `Redis ${operation} took longer than ${timeoutMillis} ms`
               })
             )
+          )
+        }, timeoutMillis)
+        const fail = (cause: unknown) =>
+          new CacheStoreError({
+            operation,
+            reason: "Unavailable",
+            message: `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+            cause
+          })
+        let promise: Promise<A>
+        try {
+          promise = f()
+        } catch (cause) {
+          clearTimeout(timer)
+          settled = true
+          resume(Effect.fail(fail(cause)))
+          return
+        }
+        promise.then(
+          (value) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            resume(Effect.succeed(value))
+          },
+          (cause) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            resume(Effect.fail(fail(cause)))
+          }
+        )
+        return Effect.sync(() => {
+          settled = true
+          clearTimeout(timer)
         })
-      )
+      })
+
+    // A hit needs no lease, so a plain HMGET answers it: far cheaper for Redis than a script. Only a value that
+    // is clearly fresh is answered so (fresh for ever, or for more than the clock-skew margin by this machine's
+    // clock); everything else (no value, stale, about to go stale) takes the script, which judges freshness by
+    // the server's clock and takes the lease atomically with its read.
+    const readFresh = async (key: string, token: string, leaseMillis: number) => {
+      const [value, freshUntil] = await client.hmget(entryKey(key), "v", "x")
+      if (value !== null && freshUntil !== null) {
+        const until = Number(freshUntil)
+        if (until === 0 || until - Date.now() > clockSkewMillis) return [1, value] as [number, string]
+      }
+      return client.cachemeRead(entryKey(key), token, leaseMillis)
+    }
 
     const read = (key: string, token: string, leaseMillis: number) =>
-      run("read", () => client.cachemeRead(entryKey(key), token, leaseMillis)).pipe(
+      run("read", () => readFresh(key, token, leaseMillis)).pipe(
         Effect.map((reply): ReadResult => {
           switch (reply[0]) {
             case 1:
