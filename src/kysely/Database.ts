@@ -11,7 +11,7 @@
  * **Example**
  *
  * ```ts
- * import { Effect, Schema } from "effect"
+ * import { Effect, Layer, Schema } from "effect"
  * import { CacheStore, Memo, Node } from "effect-cacheme"
  * import { Database, PGliteDialect, TableInvalidNode } from "effect-cacheme/kysely"
  *
@@ -41,6 +41,7 @@
  */
 import { Context, Effect, Exit, Layer, Schema } from "effect"
 import { type ControlledTransaction, type Dialect, Kysely, type KyselyPlugin } from "kysely"
+import { CachemeConfig } from "../CachemeConfig.ts"
 import type { CacheStore } from "../CacheStore.ts"
 import { captureWrites } from "./capture/CaptureDialect.ts"
 import type { InvalidationEvent } from "./InvalidationEvent.ts"
@@ -101,8 +102,51 @@ export const query = <A, DB = any>(f: (db: Kysely<DB>) => Promise<A>): Effect.Ef
 let savepoints = 0
 
 /**
+ * Runs `use` between `begin` and its end: `commit` when `use` succeeded, `rollback` when it failed or was
+ * interrupted. A failed `commit` is a {@link DatabaseError} (after a `rollback`, which gives the connection back:
+ * Kysely keeps it after a COMMIT that failed); a failed `rollback` never hides the failure that caused it.
+ */
+const bracket = <T, A, E, R>(
+  begin: Effect.Effect<T, DatabaseError>,
+  use: (handle: T) => Effect.Effect<A, E, R>,
+  commit: (handle: T) => Promise<unknown>,
+  rollback: (handle: T) => Promise<unknown>
+): Effect.Effect<A, E | DatabaseError, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(begin, (handle) => {
+      const undo = Effect.ignore(Effect.tryPromise({ try: () => rollback(handle), catch: toDatabaseError }))
+      return Effect.flatMap(
+        Effect.exit(restore(use(handle))),
+        (exit): Effect.Effect<A, E | DatabaseError> =>
+          Exit.isSuccess(exit)
+            ? Effect.tryPromise({ try: () => commit(handle), catch: toDatabaseError }).pipe(
+                Effect.catch((error) => Effect.andThen(undo, Effect.fail(error))),
+                Effect.as(exit.value)
+              )
+            : Effect.andThen(undo, exit)
+      )
+    })
+  )
+
+/**
+ * Inside a transaction `Memo.cached` reads the database directly: the transaction sees its own uncommitted
+ * writes (a rollback would leave them cached, with nothing to invalidate them) and, under REPEATABLE READ
+ * (MySQL / MariaDB's default), a snapshot that may predate writes other connections committed and invalidated
+ * already. Caching either could keep data that is no longer (or never was) in the database.
+ */
+const withoutCache = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(CachemeConfig, (settings) =>
+    settings.enabled ? Effect.provideService(effect, CachemeConfig, { ...settings, enabled: false }) : effect
+  )
+
+/**
  * Runs an effect in a transaction: committed when it succeeds, rolled back when it fails or is interrupted.
- * Nested, it runs in a savepoint. Invalidations are published after the outermost COMMIT.
+ * Nested, it runs in a savepoint (released when it succeeds, rolled back to when it fails). Invalidations are
+ * published after the outermost COMMIT (and, in `sync` mode, done when this effect completes); a rollback
+ * publishes nothing. A COMMIT that fails is a {@link DatabaseError}.
+ *
+ * Inside the transaction `Memo.cached` neither reads nor fills the cache: see the Kysely guide.
+ * Fibers forked inside it use the transaction's connection too.
  *
  * @category queries
  * @since 0.1.0
@@ -111,29 +155,23 @@ export const transaction = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | DatabaseError, R | Database> =>
   Effect.flatMap(Database, (current) => {
+    const body = withoutCache(effect)
     if (current.depth === 0) {
-      return Effect.acquireUseRelease(
+      return bracket(
         Effect.tryPromise({ try: () => current.db.startTransaction().execute(), catch: toDatabaseError }),
-        (trx) => Effect.provideService(effect, Database, { db: trx, depth: 1 }),
-        (trx, exit) =>
-          Effect.tryPromise({
-            try: () => (Exit.isSuccess(exit) ? trx.commit().execute() : trx.rollback().execute()),
-            catch: toDatabaseError
-          }).pipe(Effect.orDie)
+        (trx) => Effect.provideService(body, Database, { db: trx, depth: 1 }),
+        (trx) => trx.commit().execute(),
+        (trx) => trx.rollback().execute()
       )
     }
     const name = `cacheme_sp_${savepoints++}`
     // Inside a transaction, `db` is the ControlledTransaction `transaction` provided.
     const trx = current.db as ControlledTransaction<any, Array<string>>
-    return Effect.acquireUseRelease(
+    return bracket(
       Effect.tryPromise({ try: () => trx.savepoint(name).execute(), catch: toDatabaseError }),
-      (sp) => Effect.provideService(effect, Database, { db: sp, depth: current.depth + 1 }),
-      (sp, exit) =>
-        Effect.tryPromise({
-          try: () =>
-            Exit.isSuccess(exit) ? sp.releaseSavepoint(name).execute() : sp.rollbackToSavepoint(name).execute(),
-          catch: toDatabaseError
-        }).pipe(Effect.orDie)
+      (sp) => Effect.provideService(body, Database, { db: sp, depth: current.depth + 1 }),
+      (sp) => sp.releaseSavepoint(name).execute(),
+      (sp) => sp.rollbackToSavepoint(name).execute()
     )
   })
 
@@ -230,7 +268,12 @@ export const layer = (
                 onPublishError: (error, events) =>
                   Effect.runFork(
                     Effect.logError("effect-cacheme/kysely: publishing invalidations failed").pipe(
-                      Effect.annotateLogs({ error: String(error), events: JSON.stringify(events) })
+                      Effect.annotateLogs({
+                        error: String(error),
+                        events: JSON.stringify(events, (_, value) =>
+                          typeof value === "bigint" ? value.toString() : value
+                        )
+                      })
                     )
                   )
               }),

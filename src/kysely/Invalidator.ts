@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Layer, PubSub, Schedule } from "effect"
+import { Context, Deferred, Effect, FiberSet, Layer, PubSub, Schedule } from "effect"
 import type { CacheStore } from "../CacheStore.ts"
 import * as Invalidation from "../Invalidation.ts"
 import type { InvalidationEvent } from "./InvalidationEvent.ts"
@@ -114,7 +114,21 @@ export const invalidate = (events: ReadonlyArray<InvalidationEvent>): Effect.Eff
 }
 
 /**
+ * How long closing the layer waits for listener calls still under way.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const listenerGrace = "5 seconds"
+
+/**
  * The PubSub and its resolver fiber, which lives as long as the layer.
+ *
+ * The resolver calls the `Invalidation.Listener` of the layer's context (the admin's history, say) in a fiber of
+ * its own for each invalidation: a write waits for the cache, not for what observes it. A listener that writes
+ * to the database would otherwise wait, on a single-connection database (PGlite, SQLite), for the connection the
+ * committing write still holds while it waits for its invalidation: a deadlock. Closing the layer waits (up to
+ * {@link listenerGrace}) for the listener calls under way, so the last writes' history is not lost.
  *
  * @category layers
  * @since 0.1.0
@@ -126,6 +140,11 @@ export const layer: Layer.Layer<Invalidator, never, CacheStore> = Layer.effect(
     const subscription = yield* PubSub.subscribe(batches)
     const scope = yield* Effect.scope
     const context = yield* Effect.context<CacheStore>()
+    const listener = yield* Invalidation.Listener
+    const listening = yield* FiberSet.make<void>()
+    // Registered after the set: runs before the set interrupts what is left.
+    yield* Effect.addFinalizer(() => FiberSet.awaitEmpty(listening).pipe(Effect.timeout(listenerGrace), Effect.ignore))
+    const detached = (event: Invalidation.Event) => Effect.asVoid(FiberSet.run(listening, listener(event)))
     // One fiber takes batches; each batch is resolved in its own fiber so that writes do not queue behind
     // one another's invalidations.
     yield* Effect.forkIn(
@@ -133,6 +152,7 @@ export const layer: Layer.Layer<Invalidator, never, CacheStore> = Layer.effect(
         Effect.flatMap(PubSub.take(subscription), (batch) =>
           Effect.forkIn(
             invalidate(batch.events).pipe(
+              Effect.provideService(Invalidation.Listener, detached),
               Effect.provideContext(context),
               Effect.ensuring(Deferred.succeed(batch.done, undefined))
             ),

@@ -8,6 +8,9 @@
  * `user_book:1:2` and both sides, `user_book:1:all` and `user_book:all:2` (fields left out read as `all`), so
  * "the books of user 1" and "the readers of book 2" are both reached by add, remove and clear.
  *
+ * A group without fields (`fields: {}`) is table-wide: it has one instance, and every write to the table
+ * invalidates it, which is what a cached list of the table's rows (or a count) depends on.
+ *
  * Every entry in any group of a table also carries the tag `kysely:table:<table>`, which is how a write whose
  * rows cannot be known invalidates every group of that table.
  *
@@ -24,13 +27,14 @@
  *   m2m: true
  * })
  * const booksOfUser = ShelfGroup.make({ user_id: 1 }) // key "shelf:1:all"
+ * const AllBooks = TableInvalidNode.make("books", { table: "book", fields: {} }) // key "books"
  * ```
  *
  * @since 0.1.0
  */
 import { Effect, Exit, Schema } from "effect"
 import type { CacheStore, CacheStoreError } from "../CacheStore.ts"
-import { InvalidFields } from "../internal/fields.ts"
+import { InvalidFields, makeValidator } from "../internal/fields.ts"
 import * as Invalidation from "../Invalidation.ts"
 import * as InvalidNode from "../InvalidNode.ts"
 import { keyPart } from "../Node.ts"
@@ -60,8 +64,10 @@ export interface TableInvalidNode<F extends Schema.Struct.Fields = any> {
   readonly m2m: boolean
   /** The plain group underneath (its instances are what nodes list in `invalidatedBy`). */
   readonly group: InvalidNode.InvalidNode<any>
-  /** One group from its fields; for m2m any field may be left out (it reads as `all`). */
+  /** One group from its fields; for m2m any field may be left out (it reads as `all`). Throws {@link InvalidFields}. */
   make(fields: M2MFields<F> | Schema.Struct.Type<F>): InvalidNode.Instance
+  /** Like {@link make} with the typed error in an Exit. */
+  makeExit(fields: M2MFields<F> | Schema.Struct.Type<F>): Exit.Exit<InvalidNode.Instance, InvalidFields>
   /** The groups a written row belongs to, its column values decoded with the fields' Schemas. */
   fromRow(row: Readonly<Record<string, unknown>>): Exit.Exit<ReadonlyArray<InvalidNode.Instance>, InvalidFields>
 }
@@ -83,6 +89,8 @@ export const byTable = (): ReadonlyMap<string, ReadonlyArray<TableInvalidNode>> 
 
 /**
  * Defines a group bound to `table`. Without `key`, the key is the name and the field values joined by `:`.
+ * With no fields the group is table-wide (its one key is the name). Defining a group again under the same name
+ * and table replaces the earlier definition.
  *
  * @category constructors
  * @since 0.1.0
@@ -97,7 +105,6 @@ export const make = <const F extends Schema.Struct.Fields>(
   }
 ): TableInvalidNode<F> => {
   const columns = Object.keys(options.fields)
-  if (columns.length === 0) throw new Error(`TableInvalidNode ${name}: fields cannot be empty`)
   const m2m = options.m2m ?? false
   if (m2m && columns.length < 2) throw new Error(`TableInvalidNode ${name}: an m2m group needs two fields or more`)
   const defaultKey = (values: Record<string, unknown>) =>
@@ -114,7 +121,8 @@ export const make = <const F extends Schema.Struct.Fields>(
     key: keyOf,
     tags: [tableTag(options.table)]
   })
-  const rowDecoder = Schema.decodeUnknownExit(Schema.Struct(options.fields) as unknown as Schema.Codec<any, unknown>)
+  // Rows come from the driver in the fields' encoded form; a mismatch names the column at fault.
+  const rowValidator = makeValidator(name, Schema.Struct(options.fields) as any)
 
   const withAll = (values: Record<string, unknown>) =>
     Object.fromEntries(columns.map((column) => [column, values[column] === undefined ? ALL : values[column]]))
@@ -126,17 +134,20 @@ export const make = <const F extends Schema.Struct.Fields>(
     m2m,
     group,
     make: (values) => group.make(m2m ? withAll(values as Record<string, unknown>) : values),
+    makeExit: (values) => group.makeExit(m2m ? withAll(values as Record<string, unknown>) : values),
     fromRow: (row) => {
       const picked = Object.fromEntries(columns.map((column) => [column, row[column]]))
-      const decoded = rowDecoder(picked)
+      const decoded = rowValidator.decode(picked)
       if (Exit.isFailure(decoded)) {
-        return Exit.fail(
-          new InvalidFields({
-            node: name,
-            field: "",
-            message: `${name}: a row of ${options.table} does not match the group's fields: ${JSON.stringify(picked)}`,
-            issues: []
-          })
+        return Exit.mapError(
+          decoded,
+          (error) =>
+            new InvalidFields({
+              node: name,
+              field: error.field,
+              message: `${error.message} (a row of ${options.table}: ${safeJson(picked)})`,
+              issues: error.issues
+            })
         )
       }
       const values = decoded.value as Record<string, unknown>
@@ -153,20 +164,33 @@ export const make = <const F extends Schema.Struct.Fields>(
   return node
 }
 
+/** JSON for an error message (bigints written as their digits). */
+const safeJson = (value: unknown): string => {
+  try {
+    return JSON.stringify(value, (_key, nested: unknown) => (typeof nested === "bigint" ? nested.toString() : nested))
+  } catch {
+    return String(value)
+  }
+}
+
 /**
- * Invalidates a table-bound group by hand, from its fields.
+ * Invalidates a table-bound group by hand, from its fields (for m2m, fields left out read as `all`). Fields that
+ * do not match their Schema fail with {@link InvalidFields}. Returns how many entries held a value.
  *
  * @category invalidation
  * @since 0.1.0
  */
-export const invalidate = (
-  node: TableInvalidNode,
-  fields: Record<string, unknown>,
+export const invalidate = <F extends Schema.Struct.Fields>(
+  node: TableInvalidNode<F>,
+  fields: M2MFields<F> | Schema.Struct.Type<F>,
   options?: Invalidation.Options
-): Effect.Effect<number, CacheStoreError, CacheStore> => Invalidation.group(node.make(fields as never).key, options)
+): Effect.Effect<number, CacheStoreError | InvalidFields, CacheStore> =>
+  Effect.flatMap(node.makeExit(fields), (group) => Invalidation.group(group.key, options))
 
 /**
- * Invalidates the groups a row belongs to, as a write of that row would.
+ * Invalidates the groups a row belongs to, as a write of that row would (for m2m: the pair and both sides). The
+ * row holds column values as the driver returns them; a value that does not decode fails with
+ * {@link InvalidFields}. Returns how many entries held a value.
  *
  * @category invalidation
  * @since 0.1.0
@@ -182,3 +206,13 @@ export const invalidateRow = (
       (counts) => counts.reduce((sum, count) => sum + count, 0)
     )
   )
+
+export {
+  /**
+   * Fields (or a row's column values) that do not match the group's Schemas.
+   *
+   * @category errors
+   * @since 0.1.0
+   */
+  InvalidFields
+}

@@ -250,14 +250,16 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           return count
         }
         // Members are popped before their entries are invalidated: a lease taken meanwhile registers again.
-        // Bounded by the size at the start, so a set refilled as fast as it drains cannot hold the caller.
-        let rounds = Math.ceil((await client.zcard(key)) / batchSize) + 1
-        while (rounds-- > 0) {
+        // Bounded by the size after the first full batch, so a set refilled as fast as it drains cannot hold
+        // the caller; a set that fits in one batch costs one round trip before its entries.
+        let rounds: number | undefined
+        while (rounds === undefined || rounds-- > 0) {
           const flat = await client.zpopmin(key, batchSize)
           const members = flat.filter((_, i) => i % 2 === 0)
           if (members.length === 0) break
           count += await invalidateKeys(members, "hard", set)
           if (members.length < batchSize) break
+          rounds ??= Math.ceil((await client.zcard(key)) / batchSize)
         }
         return count
       })

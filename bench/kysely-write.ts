@@ -1,0 +1,548 @@
+/**
+ * What write capture and read-your-writes invalidation cost on PostgreSQL: `Database.layer` (sync and async
+ * modes, Redis store) against bare Kysely (`PostgresDialect` over a `pg` Pool) in the same run, on the same server.
+ *
+ * 1. Throughput and latency of a single-row update by primary key (`update t set name = ? where id = ?`, the
+ *    table has one `TableInvalidNode` on `id`), sequential and with concurrent callers (each on its own row, so
+ *    no variant waits on row locks). Target: the wrapped update at most 1.15x the bare one. The rows, each a
+ *    different cut of the same write so the gap can be read off:
+ *    - `bare`: Kysely over its own pool, as a Promise.
+ *    - `bare in Effect`: the same inside `Effect.tryPromise`, one long-running program (Effect's own cost).
+ *    - `capture only`: `captureWrites` with a no-op publish: RETURNING injected and split back out, no cache.
+ *    - `wrapped sync`: the layer's Kysely as a Promise; the write resolves after the group was invalidated.
+ *    - `wrapped sync, Database.query`: the same through `Database.query` in one program (the real API).
+ *    - `wrapped async`: the layer in `async` mode (the write does not wait for the invalidation).
+ * 2. Commit-to-invalidated latency: a cached entry of the written row exists; the update runs in a transaction;
+ *    the clock starts as COMMIT is sent and stops when the store answered the invalidation of the entry's group
+ *    (an `Invalidation.Listener` timestamps it). Also the COMMIT's own latency, bare and wrapped (in sync mode
+ *    the invalidation is inside it: that is the added write latency).
+ *
+ * Run: `node_modules/.bin/node bench/kysely-write.ts` (PostgreSQL on 127.0.0.1:5432, Redis on 6379; override
+ * with CACHEME_BENCH_PG_URL / CACHEME_BENCH_REDIS_URL). Writes bench/results/kysely-write.json. About a minute.
+ */
+import { readFileSync } from "node:fs"
+import { mkdir, writeFile } from "node:fs/promises"
+import { cpus, loadavg } from "node:os"
+import { dirname } from "node:path"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { Redis } from "ioredis"
+import { Kysely, PostgresDialect } from "kysely"
+import { Pool } from "pg"
+import { CachemeConfig, CacheStore, Invalidation, Memo, Node } from "../src/index.ts"
+import { captureWrites, Database, Invalidator, TableInvalidNode } from "../src/kysely/index.ts"
+
+const loadAverageAtStart = loadavg()
+const PG_URL = process.env.CACHEME_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+const REDIS_URL = process.env.CACHEME_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
+const ROWS = 1000
+const ROUNDS = 7
+const WARMUP_ROUNDS = 1
+const SEQUENTIAL_OPS = 600
+const CALLERS = 16
+const PER_CALLER = 60
+const POOL_SIZE = CALLERS
+const LATENCY_SAMPLES = 300
+const TARGET = 1.15
+
+// --- setup ------------------------------------------------------------------------------------------------------
+
+const table = `bench_kysely_write_${process.pid}`
+const prefix = `bench:kysely-write:${process.pid}:`
+const pool = () => new Pool({ connectionString: PG_URL, max: POOL_SIZE })
+
+const RowGroup = TableInvalidNode.make("bench-row", { table, fields: { id: Schema.Number } })
+const RowName = Node.make("bench-row-name", {
+  fields: { id: Schema.Number },
+  value: Schema.String,
+  invalidatedBy: ({ id }) => [RowGroup.make({ id })]
+})
+
+const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
+await bare.schema.dropTable(table).ifExists().execute()
+await bare.schema
+  .createTable(table)
+  .addColumn("id", "serial", (c) => c.primaryKey())
+  .addColumn("name", "varchar(100)", (c) => c.notNull())
+  .addColumn("team", "integer", (c) => c.notNull())
+  .execute()
+await bare
+  .insertInto(table)
+  .values(Array.from({ length: ROWS }, (_, i) => ({ id: i + 1, name: `row ${i + 1}`, team: i % 10 })))
+  .execute()
+
+/** Invalidated groups, timestamped as the store answered: the latency phase waits on them. */
+const waiters = new Map<string, (at: number) => void>()
+const listener = Layer.succeed(Invalidation.Listener, (event: Invalidation.Event) =>
+  Effect.sync(() => {
+    const waiter = waiters.get(event.value)
+    if (waiter !== undefined) {
+      waiters.delete(event.value)
+      waiter(performance.now())
+    }
+  })
+)
+
+const redis = new Redis(REDIS_URL)
+const store = CacheStore.layerRedis({ client: redis, prefix }).pipe(
+  Layer.provideMerge(CachemeConfig.layer({ prefix })),
+  Layer.orDie
+)
+const wrappedRuntime = (mode: "sync" | "async") =>
+  ManagedRuntime.make(
+    Database.layer({ dialect: new PostgresDialect({ pool: pool() }), mode }).pipe(
+      Layer.provideMerge(store),
+      Layer.provide(listener),
+      Layer.orDie
+    )
+  )
+const syncRuntime = wrappedRuntime("sync")
+const asyncRuntime = wrappedRuntime("async")
+const syncDb = (await syncRuntime.runPromise(Database.Database)).db
+const asyncDb = (await asyncRuntime.runPromise(Database.Database)).db
+const captureOnly = new Kysely<any>({
+  dialect: captureWrites(new PostgresDialect({ pool: pool() }), {
+    watched: () => new Map([[table, ["id"]]]),
+    publish: async () => {}
+  })
+})
+
+// --- the operations ---------------------------------------------------------------------------------------------
+
+let version = 0
+const update = (db: Kysely<any>, id: number) =>
+  db
+    .updateTable(table)
+    .set({ name: `v${version++}` })
+    .where("id", "=", id)
+    .execute()
+const updateEffect = (id: number) =>
+  Database.query((db) =>
+    db
+      .updateTable(table)
+      .set({ name: `v${version++}` })
+      .where("id", "=", id)
+      .execute()
+  )
+const bareEffect = (id: number) => Effect.tryPromise(() => update(bare, id))
+
+// --- timing -----------------------------------------------------------------------------------------------------
+
+interface Round {
+  readonly elapsedMs: number
+  readonly samples: Float64Array
+}
+
+const sequential = async (op: (i: number) => Promise<unknown>): Promise<Round> => {
+  const samples = new Float64Array(SEQUENTIAL_OPS)
+  const start = performance.now()
+  for (let i = 0; i < SEQUENTIAL_OPS; i++) {
+    const t0 = performance.now()
+    await op((i % ROWS) + 1)
+    samples[i] = performance.now() - t0
+  }
+  return { elapsedMs: performance.now() - start, samples }
+}
+
+const concurrent = async (op: (id: number) => Promise<unknown>): Promise<Round> => {
+  const samples = new Float64Array(CALLERS * PER_CALLER)
+  const start = performance.now()
+  await Promise.all(
+    Array.from({ length: CALLERS }, async (_, c) => {
+      for (let i = 0; i < PER_CALLER; i++) {
+        const t0 = performance.now()
+        await op(c + 1)
+        samples[c * PER_CALLER + i] = performance.now() - t0
+      }
+    })
+  )
+  return { elapsedMs: performance.now() - start, samples }
+}
+
+const sequentialEffect = <E, R>(op: (id: number) => Effect.Effect<unknown, E, R>) =>
+  Effect.gen(function* () {
+    const samples = new Float64Array(SEQUENTIAL_OPS)
+    const start = performance.now()
+    for (let i = 0; i < SEQUENTIAL_OPS; i++) {
+      const t0 = performance.now()
+      yield* op((i % ROWS) + 1)
+      samples[i] = performance.now() - t0
+    }
+    return { elapsedMs: performance.now() - start, samples } satisfies Round
+  })
+
+const concurrentEffect = <E, R>(op: (id: number) => Effect.Effect<unknown, E, R>) =>
+  Effect.gen(function* () {
+    const samples = new Float64Array(CALLERS * PER_CALLER)
+    const start = performance.now()
+    yield* Effect.forEach(
+      Array.from({ length: CALLERS }, (_, c) => c),
+      (c) =>
+        Effect.gen(function* () {
+          for (let i = 0; i < PER_CALLER; i++) {
+            const t0 = performance.now()
+            yield* op(c + 1)
+            samples[c * PER_CALLER + i] = performance.now() - t0
+          }
+        }),
+      { concurrency: "unbounded", discard: true }
+    )
+    return { elapsedMs: performance.now() - start, samples } satisfies Round
+  })
+
+setFlagsFromString("--expose-gc")
+const gc = runInNewContext("gc") as () => void
+const settle = async () => {
+  gc()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+}
+
+const quantile = (sorted: ArrayLike<number>, q: number) =>
+  sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+const median = (values: ReadonlyArray<number>) =>
+  quantile(
+    [...values].sort((a, b) => a - b),
+    0.5
+  )
+const sortedOf = (values: Iterable<number>) => Float64Array.from(values).sort()
+
+interface Summary {
+  readonly opsPerSec: number
+  readonly meanUs: number
+  readonly p50Us: number
+  readonly p99Us: number
+}
+
+const summarize = (rounds: ReadonlyArray<Round>): Summary => {
+  const all = sortedOf(rounds.flatMap((round) => [...round.samples]))
+  return {
+    opsPerSec: median(rounds.map((round) => (round.samples.length / round.elapsedMs) * 1000)),
+    meanUs: (all.reduce((sum, x) => sum + x, 0) / all.length) * 1000,
+    p50Us: quantile(all, 0.5) * 1000,
+    p99Us: quantile(all, 0.99) * 1000
+  }
+}
+
+interface Variant {
+  readonly name: string
+  readonly run: () => Promise<Round>
+}
+
+/**
+ * Warm-up, then `ROUNDS` rounds of every variant, interleaved (round r starts with variant r), a GC before each.
+ * The ratio of two variants is the median over rounds of their per-round time per op, so slow drift of the
+ * machine (disk, other processes) hits both sides of a pair alike.
+ */
+const compare = async (variants: ReadonlyArray<Variant>) => {
+  for (let w = 0; w < WARMUP_ROUNDS; w++) for (const variant of variants) await variant.run()
+  const rounds = new Map<string, Array<Round>>(variants.map((variant) => [variant.name, []]))
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let v = 0; v < variants.length; v++) {
+      const variant = variants[(r + v) % variants.length]!
+      await settle()
+      rounds.get(variant.name)!.push(await variant.run())
+    }
+  }
+  const ratio = (name: string, base: string) => {
+    const per = (round: Round) => round.elapsedMs / round.samples.length
+    const pairs = rounds.get(name)!.map((round, r) => per(round) / per(rounds.get(base)![r]!))
+    return { median: median(pairs), min: Math.min(...pairs), max: Math.max(...pairs) }
+  }
+  return { summaries: new Map([...rounds].map(([name, measured]) => [name, summarize(measured)])), ratio }
+}
+
+const printTable = (title: string, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
+  console.log(`\n${title}`)
+  console.log(line(header))
+  console.log(widths.map((w) => "-".repeat(w)).join("  "))
+  for (const row of rows) console.log(line(row))
+}
+
+const us = (n: number) => n.toFixed(0)
+const x = (n: number) => `${n.toFixed(2)}x`
+
+/** Redis calls per command name (INFO commandstats). */
+const commandCalls = async (): Promise<Record<string, number>> => {
+  const info = await redis.info("commandstats")
+  const calls: Record<string, number> = {}
+  for (const match of info.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) calls[match[1]!] = Number(match[2])
+  return calls
+}
+
+// --- 1. update throughput -----------------------------------------------------------------------------------------
+
+const BARE = "bare"
+const variants = (mode: "sequential" | "concurrent"): ReadonlyArray<Variant> => {
+  const promiseRound = (op: (id: number) => Promise<unknown>) =>
+    mode === "sequential" ? () => sequential(op) : () => concurrent(op)
+  const programRound = <R>(
+    runtime: ManagedRuntime.ManagedRuntime<R, never>,
+    op: (id: number) => Effect.Effect<unknown, unknown, R>
+  ) =>
+    mode === "sequential"
+      ? () => runtime.runPromise(sequentialEffect(op))
+      : () => runtime.runPromise(concurrentEffect(op))
+  return [
+    { name: BARE, run: promiseRound((id) => update(bare, id)) },
+    { name: "bare in Effect", run: programRound(syncRuntime, bareEffect) },
+    { name: "capture only", run: promiseRound((id) => update(captureOnly, id)) },
+    { name: "wrapped sync", run: promiseRound((id) => update(syncDb, id)) },
+    { name: "wrapped sync, Database.query", run: programRound(syncRuntime, updateEffect) },
+    { name: "wrapped async", run: promiseRound((id) => update(asyncDb, id)) }
+  ]
+}
+
+/** Writes of the three wrapped variants in one phase, warm-up rounds included (one group invalidation each). */
+const wrappedWrites = (mode: "sequential" | "concurrent") =>
+  3 * (ROUNDS + WARMUP_ROUNDS) * (mode === "sequential" ? SEQUENTIAL_OPS : CALLERS * PER_CALLER)
+
+const throughput: Record<string, unknown> = {}
+for (const mode of ["sequential", "concurrent"] as const) {
+  const callsBefore = await commandCalls()
+  const comparison = await compare(variants(mode))
+  // Async writes do not wait for their invalidations: count what is still queued, then let it drain.
+  const drained = performance.now()
+  let callsAfter = await commandCalls()
+  const backlog = wrappedWrites(mode) - ((callsAfter.zcard ?? 0) - (callsBefore.zcard ?? 0))
+  for (let last = -1; (callsAfter.zcard ?? 0) !== last; ) {
+    last = callsAfter.zcard ?? 0
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    callsAfter = await commandCalls()
+  }
+  const drainMs = performance.now() - drained - 200
+  const ratios = Object.fromEntries(
+    [...comparison.summaries.keys()].filter((name) => name !== BARE).map((name) => [name, comparison.ratio(name, BARE)])
+  )
+  const base = comparison.summaries.get(BARE)!
+  printTable(
+    `Single-row update by primary key, ${mode === "sequential" ? "sequential" : `${CALLERS} concurrent callers`} (${ROUNDS} rounds, PostgreSQL + Redis)`,
+    ["variant", "ops/s", "time vs bare [min-max]", "mean us", "p50 us", "p99 us", "added p50 us"],
+    [...comparison.summaries].map(([name, s]) => {
+      const r = ratios[name]
+      return [
+        name,
+        Math.round(s.opsPerSec).toLocaleString("en-US"),
+        r === undefined ? "1.00x" : `${x(r.median)} [${x(r.min)}-${x(r.max)}]`,
+        us(s.meanUs),
+        us(s.p50Us),
+        us(s.p99Us),
+        name === BARE ? "" : us(s.p50Us - base.p50Us)
+      ]
+    })
+  )
+  // INFO commandstats is server-wide: only the commands no other benchmark client sends are counted.
+  const redisCalls = Object.fromEntries(
+    ["zcard", "zpopmin"].map((name) => [
+      name,
+      ((callsAfter[name] ?? 0) - (callsBefore[name] ?? 0)) / wrappedWrites(mode)
+    ])
+  )
+  console.log(
+    `Redis commands per wrapped write: ${JSON.stringify(redisCalls)}; async invalidations still queued when the ` +
+      `phase ended: ${Math.max(0, backlog)} (drained in ~${Math.max(0, Math.round(drainMs))} ms)`
+  )
+  throughput[mode] = {
+    summaries: Object.fromEntries(comparison.summaries),
+    ratios,
+    redisCalls,
+    asyncBacklogAtEnd: Math.max(0, backlog)
+  }
+}
+
+// --- 2. commit-to-invalidated ---------------------------------------------------------------------------------------
+
+interface LatencySamples {
+  readonly commit: Array<number>
+  readonly invalidated: Array<number>
+}
+
+const fill = (runtime: ManagedRuntime.ManagedRuntime<CacheStore.CacheStore, never>, id: number) =>
+  runtime.runPromise(Effect.succeed(`row ${id}`).pipe(Memo.cached(RowName.make({ id }))))
+
+const commitLatency = async (
+  db: Kysely<any>,
+  runtime: ManagedRuntime.ManagedRuntime<CacheStore.CacheStore, never> | undefined
+): Promise<LatencySamples> => {
+  const samples: LatencySamples = { commit: [], invalidated: [] }
+  for (let i = 0; i < LATENCY_SAMPLES + 20; i++) {
+    const id = (i % ROWS) + 1
+    const group = RowGroup.make({ id }).key
+    if (runtime !== undefined) await fill(runtime, id)
+    const invalidated =
+      runtime === undefined ? undefined : new Promise<number>((resolve) => waiters.set(group, resolve))
+    const trx = await db.startTransaction().execute()
+    await update(trx, id)
+    const sent = performance.now()
+    await trx.commit().execute()
+    const committed = performance.now()
+    const at = invalidated === undefined ? undefined : await invalidated
+    if (i < 20) continue // warm-up
+    samples.commit.push((committed - sent) * 1000)
+    if (at !== undefined) samples.invalidated.push((at - sent) * 1000)
+  }
+  return samples
+}
+
+const latency = {
+  bare: await commitLatency(bare, undefined),
+  sync: await commitLatency(syncDb, syncRuntime),
+  async: await commitLatency(asyncDb, asyncRuntime)
+}
+// The entry of the last written row is gone from Redis (the listener fired after the store answered).
+const lastKey = `${prefix}${RowName.make({ id: ((LATENCY_SAMPLES + 19) % ROWS) + 1 }).key}`
+const lastGone = (await redis.exists(lastKey)) === 0
+
+const stat = (values: ReadonlyArray<number>) => {
+  const sorted = sortedOf(values)
+  return {
+    p50Us: quantile(sorted, 0.5),
+    p99Us: quantile(sorted, 0.99),
+    meanUs: values.reduce((a, b) => a + b, 0) / values.length
+  }
+}
+const latencyRows = {
+  bareCommit: stat(latency.bare.commit),
+  syncCommit: stat(latency.sync.commit),
+  syncCommitToInvalidated: stat(latency.sync.invalidated),
+  asyncCommit: stat(latency.async.commit),
+  asyncCommitToInvalidated: stat(latency.async.invalidated)
+}
+printTable(
+  `Commit-to-invalidated, a cached entry per written row (${LATENCY_SAMPLES} transactions each)`,
+  ["measure", "p50 us", "p99 us", "mean us"],
+  [
+    ["bare COMMIT", latencyRows.bareCommit],
+    ["sync: COMMIT (invalidation included)", latencyRows.syncCommit],
+    ["sync: COMMIT sent -> entry invalidated", latencyRows.syncCommitToInvalidated],
+    ["async: COMMIT", latencyRows.asyncCommit],
+    ["async: COMMIT sent -> entry invalidated", latencyRows.asyncCommitToInvalidated]
+  ].map(([name, s]) => {
+    const row = s as ReturnType<typeof stat>
+    return [name as string, us(row.p50Us), us(row.p99Us), us(row.meanUs)]
+  })
+)
+// Only the medians subtract meaningfully (the p99s of two distributions are not paired).
+const addedSync = { p50Us: latencyRows.syncCommit.p50Us - latencyRows.bareCommit.p50Us }
+console.log(`sync mode adds ${us(addedSync.p50Us)} us (p50) to a COMMIT; last entry gone from Redis: ${lastGone}`)
+
+// --- 3. where the added time goes -----------------------------------------------------------------------------------
+
+const BREAKDOWN_OPS = 2000
+// Groups nobody is registered in, as in the throughput phase (no cached entry of the written rows).
+const emptyEvent = (i: number) => [
+  { table, operation: "update" as const, rows: [{ id: ROWS + 1 + i }], wholeTable: false }
+]
+const steps: ReadonlyArray<readonly [string, (i: number) => Promise<unknown>]> = [
+  ["redisPing", () => redis.ping()],
+  [
+    "storeInvalidateSetEmpty",
+    (i) =>
+      syncRuntime.runPromise(
+        Effect.flatMap(CacheStore.CacheStore, (cache) => cache.invalidateSet(`g:bench-empty-${i}`, "hard"))
+      )
+  ],
+  ["invalidatorInvalidate", (i) => syncRuntime.runPromise(Invalidator.invalidate(emptyEvent(i)))],
+  [
+    "publishAndWait",
+    (i) => syncRuntime.runPromise(Effect.flatMap(Invalidator.Invalidator, (inv) => inv.publishAndWait(emptyEvent(i))))
+  ]
+]
+// The steps take turns, so the machine's drift spreads over all of them alike.
+const stepSamples = steps.map((): Array<number> => [])
+for (let i = -200; i < BREAKDOWN_OPS; i++) {
+  for (const [index, [, op]] of steps.entries()) {
+    const t0 = performance.now()
+    await op(i + BREAKDOWN_OPS * index)
+    if (i >= 0) stepSamples[index]!.push((performance.now() - t0) * 1000)
+  }
+}
+const breakdown = Object.fromEntries(steps.map(([name], index) => [name, stat(stepSamples[index]!)])) as Record<
+  "redisPing" | "storeInvalidateSetEmpty" | "invalidatorInvalidate" | "publishAndWait",
+  ReturnType<typeof stat>
+>
+printTable(
+  "Where sync mode's added time goes (one group, nobody registered in it)",
+  ["step", "p50 us", "p99 us"],
+  [
+    ["Redis PING round trip", breakdown.redisPing],
+    ["store.invalidateSet (ZCARD, then ZPOPMIN)", breakdown.storeInvalidateSetEmpty],
+    ["+ resolve, retry, Listener (Invalidator.invalidate)", breakdown.invalidatorInvalidate],
+    ["+ PubSub hop to the resolver fiber (publishAndWait)", breakdown.publishAndWait]
+  ].map(([name, s]) => {
+    const row = s as ReturnType<typeof stat>
+    return [name as string, us(row.p50Us), us(row.p99Us)]
+  })
+)
+
+// --- summary and results ------------------------------------------------------------------------------------------
+
+const headline = (mode: string) =>
+  (throughput[mode] as { ratios: Record<string, { median: number }> }).ratios["wrapped sync, Database.query"]!.median
+console.log(`\nWrapped (sync, Database.query) / bare, time per update (target <= ${TARGET}x):`)
+for (const mode of ["sequential", "concurrent"]) {
+  const ratio = headline(mode)
+  console.log(`  ${mode.padEnd(11)} ${x(ratio)} ${ratio <= TARGET ? "ok" : "over target"}`)
+}
+
+const path = new URL("./results/kysely-write.json", import.meta.url).pathname
+await mkdir(dirname(path), { recursive: true })
+const versionOf = (name: string): string =>
+  JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")).version
+const versions = Object.fromEntries(["effect", "kysely", "pg", "ioredis"].map((name) => [name, versionOf(name)]))
+const serverVersions = {
+  postgres: String(
+    Object.values(await bare.selectNoFrom((eb) => eb.fn<string>("version").as("v")).executeTakeFirstOrThrow())[0]
+  ),
+  redis: /redis_version:([^\r\n]+)/.exec(await redis.info("server"))?.[1] ?? "unknown"
+}
+await writeFile(
+  path,
+  `${JSON.stringify(
+    {
+      benchmark: "kysely-write",
+      environment: {
+        date: new Date().toISOString(),
+        node: process.version,
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model ?? "unknown",
+        platform: `${process.platform} ${process.arch}`,
+        loadAverageAtStart,
+        ...versions,
+        ...serverVersions
+      },
+      setup: {
+        rows: ROWS,
+        rounds: ROUNDS,
+        sequentialOpsPerRound: SEQUENTIAL_OPS,
+        callers: CALLERS,
+        opsPerCallerPerRound: PER_CALLER,
+        poolSize: POOL_SIZE,
+        latencySamples: LATENCY_SAMPLES,
+        statement: `update ${table} set name = $1 where id = $2 (one TableInvalidNode on id)`
+      },
+      target: TARGET,
+      headline: { sequential: headline("sequential"), concurrent: headline("concurrent") },
+      throughput,
+      commitLatency: { ...latencyRows, addedBySync: addedSync, lastEntryGone: lastGone },
+      breakdown
+    },
+    null,
+    2
+  )}\n`
+)
+console.log(`\nwrote ${path}`)
+
+// --- cleanup --------------------------------------------------------------------------------------------------------
+
+await bare.schema.dropTable(table).ifExists().execute()
+await captureOnly.destroy()
+await syncRuntime.dispose()
+await asyncRuntime.dispose()
+await bare.destroy()
+const leftovers = await redis.keys(`${prefix}*`)
+if (leftovers.length > 0) await redis.del(...leftovers)
+redis.disconnect()
