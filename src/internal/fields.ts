@@ -21,8 +21,9 @@ export class InvalidFields extends Schema.TaggedError<InvalidFields>()("InvalidF
 
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
-const toInvalidFields = (node: string, error: unknown): InvalidFields => {
-  const issues = Schema.isSchemaError(error)
+/** Every issue of a failed decode as `{ path, message }` (path dotted, "" at the root). */
+export const issuesOf = (error: unknown): Array<{ readonly path: string; readonly message: string }> =>
+  Schema.isSchemaError(error)
     ? formatter(error.issue).issues.map((issue) => ({
         path: (issue.path ?? [])
           .map((segment) => String(typeof segment === "object" ? segment.key : segment))
@@ -30,6 +31,9 @@ const toInvalidFields = (node: string, error: unknown): InvalidFields => {
         message: issue.message
       }))
     : [{ path: "", message: String(error) }]
+
+const toInvalidFields = (node: string, error: unknown): InvalidFields => {
+  const issues = issuesOf(error)
   const first = issues[0] ?? { path: "", message: "invalid fields" }
   return new InvalidFields({
     node,

@@ -4,10 +4,9 @@
  */
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { HttpServer } from "effect/http"
-import { Redis as IORedis } from "ioredis"
 import { Admin, History } from "../../src/admin/index.ts"
 import { CachemeConfig, CacheStore, Memo } from "../../src/index.ts"
-import { Redis } from "../support/services.ts"
+import { deleteRedisPrefix, Redis } from "../support/services.ts"
 import { NoteNode, User, UserNode, xssKeySlug, xssValue } from "./fixtures/nodes.ts"
 
 export const TOKEN = "admin-test-token-0123456789"
@@ -27,17 +26,7 @@ export interface Started {
 const uniquePrefix = () => `cmadmin${Math.random().toString(36).slice(2, 8)}:`
 
 /** Deletes every key under a prefix (entries and sets) of the shared Redis. */
-export const cleanRedis = async (prefix: string) => {
-  const client = new IORedis(Redis.url, { lazyConnect: true })
-  await client.connect()
-  let cursor = "0"
-  do {
-    const [next, keys] = await client.scan(cursor, "MATCH", `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`, "COUNT", 1000)
-    cursor = next
-    if (keys.length > 0) await client.del(...keys)
-  } while (cursor !== "0")
-  client.disconnect()
-}
+export const cleanRedis = (prefix: string) => deleteRedisPrefix(prefix)
 
 export const storeLayer = (kind: StoreKind, prefix: string): Layer.Layer<CacheStore.CacheStore> =>
   kind === "memory"

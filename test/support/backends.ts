@@ -6,7 +6,7 @@ import { it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { CachemeConfig, CacheStore } from "../../src/index.ts"
-import { missing, Redis } from "./services.ts"
+import { deleteRedisPrefix, missing, Redis } from "./services.ts"
 
 export interface Backend {
   readonly name: "memory" | "redis"
@@ -42,8 +42,14 @@ export const redis: Backend = {
   name: "redis",
   skip: await missing(Redis),
   test: it.live,
-  layer: (settings) =>
-    withSettings(CacheStore.layerRedis({ url: Redis.url, prefix: settings?.prefix ?? uniquePrefix() }), settings),
+  layer: (settings) => {
+    const prefix = settings?.prefix ?? uniquePrefix()
+    // The shared Redis keeps nothing a test wrote: the prefix goes with the layer.
+    const cleanup = Layer.effectDiscard(
+      Effect.acquireRelease(Effect.void, () => Effect.promise(() => deleteRedisPrefix(prefix).catch(() => 0)))
+    )
+    return Layer.merge(withSettings(CacheStore.layerRedis({ url: Redis.url, prefix }), settings), cleanup)
+  },
   advance: (millis) => Effect.sleep(millis)
 }
 

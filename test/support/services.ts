@@ -3,6 +3,7 @@
  * the tests that need it are skipped with a message saying why.
  */
 import { Socket } from "node:net"
+import { Redis as IORedis } from "ioredis"
 
 export const inCI = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false"
 
@@ -57,3 +58,22 @@ export const available = (service: Service): Promise<boolean> => {
 
 /** `describe.skipIf` helper: true when the tests for `service` must be skipped (never in CI). */
 export const missing = async (service: Service): Promise<boolean> => !(await available(service))
+
+/** Deletes every key under a prefix (entries and sets) of a Redis, by SCAN. */
+export const deleteRedisPrefix = async (prefix: string, url = Redis.url): Promise<number> => {
+  const client = new IORedis(url, { lazyConnect: true, retryStrategy: () => null })
+  client.on("error", () => {})
+  let deleted = 0
+  try {
+    await client.connect()
+    let cursor = "0"
+    do {
+      const [next, keys] = await client.scan(cursor, "MATCH", `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`, "COUNT", 1000)
+      cursor = next
+      if (keys.length > 0) deleted += await client.unlink(...keys)
+    } while (cursor !== "0")
+  } finally {
+    client.disconnect()
+  }
+  return deleted
+}

@@ -3,7 +3,8 @@
  * {@link handle}, which authenticates, checks the CSRF token of state-changing requests, reads and bounds the
  * body, maps errors to status codes, and sets the security headers.
  */
-import { ByteSize, Cause, Clock, Effect, Exit, Schema, SchemaIssue } from "effect"
+import { ByteSize, Cause, Clock, Effect, Exit, Schema } from "effect"
+import { issuesOf } from "../../internal/fields.ts"
 import { HttpIncomingMessage, type HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { CacheStore, type CacheStoreError } from "../../CacheStore.ts"
 import { groupSet, tagSet } from "../../internal/keys.ts"
@@ -58,8 +59,6 @@ const notFound = (message: string) => new RequestError({ status: 404, error: "No
 
 const forbidden = (message: string) => new RequestError({ status: 403, error: "Forbidden", message })
 
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
-
 /** Decodes untrusted input with a Schema; a mismatch is a 400 listing every issue. */
 export const decodeInput = <A>(
   schema: Schema.Codec<A, any, never, never>,
@@ -69,14 +68,7 @@ export const decodeInput = <A>(
   const exit = Schema.decodeUnknownExit(schema)(input, { errors: "all" })
   if (Exit.isSuccess(exit)) return Effect.succeed(exit.value)
   const error = Cause.squash(exit.cause)
-  const issues = Schema.isSchemaError(error)
-    ? formatter(error.issue).issues.map((issue) => ({
-        path: (issue.path ?? [])
-          .map((segment) => String(typeof segment === "object" ? segment.key : segment))
-          .join("."),
-        message: issue.message
-      }))
-    : [{ path: "", message: String(error) }]
+  const issues = issuesOf(error)
   return Effect.fail(
     badRequest(
       `invalid ${where}: ${issues.map((issue) => (issue.path === "" ? issue.message : `${issue.path}: ${issue.message}`)).join("; ")}`,

@@ -23,7 +23,6 @@
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite"
 import {
   CompiledQuery,
-  createQueryId,
   DeleteQueryNode,
   InsertQueryNode,
   MergeQueryNode,
@@ -44,7 +43,7 @@ import type {
   QueryResult
 } from "kysely"
 import { ConnectionMutex } from "./ConnectionMutex.ts"
-import { savepointCommand } from "./savepointCommand.ts"
+import { executeSavepointCommand } from "./savepointCommand.ts"
 import { type OpenedHandle, SharedHandle } from "./SharedHandle.ts"
 
 /**
@@ -185,7 +184,7 @@ export class NodeSqliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("savepoint", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "savepoint", savepointName, compileQuery)
   }
 
   async rollbackToSavepoint(
@@ -193,7 +192,7 @@ export class NodeSqliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("rollback to", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "rollback to", savepointName, compileQuery)
   }
 
   async releaseSavepoint(
@@ -201,7 +200,7 @@ export class NodeSqliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("release", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "release", savepointName, compileQuery)
   }
 
   async destroy(): Promise<void> {

@@ -26,7 +26,6 @@ import type { PGlite, PGliteOptions, Results } from "@electric-sql/pglite"
 import {
   AbortedTransactionError,
   CompiledQuery,
-  createQueryId,
   PGliteAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
@@ -45,7 +44,7 @@ import type {
   TransactionSettings
 } from "kysely"
 import { ConnectionMutex } from "./ConnectionMutex.ts"
-import { savepointCommand } from "./savepointCommand.ts"
+import { executeSavepointCommand } from "./savepointCommand.ts"
 import { type OpenedHandle, SharedHandle } from "./SharedHandle.ts"
 
 /**
@@ -229,7 +228,7 @@ export class PGliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("savepoint", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "savepoint", savepointName, compileQuery)
   }
 
   async rollbackToSavepoint(
@@ -237,7 +236,7 @@ export class PGliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("rollback to", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "rollback to", savepointName, compileQuery)
   }
 
   async releaseSavepoint(
@@ -245,7 +244,7 @@ export class PGliteDriver implements Driver {
     savepointName: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    await connection.executeQuery(compileQuery(savepointCommand("release", savepointName), createQueryId()))
+    await executeSavepointCommand(connection, "release", savepointName, compileQuery)
   }
 
   async destroy(): Promise<void> {
