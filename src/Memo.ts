@@ -198,19 +198,16 @@ const done = <A>(value: A): Outcome<A> => ({ _tag: "Done", value })
 const wait: Outcome<never> = { _tag: "Wait" }
 const reread: Outcome<never> = { _tag: "Reread" }
 
-/** Decodes a stored value; an entry of another Schema or a corrupt one is logged and dropped. */
-const decodeStored = <A, E, R>(call: Call<A, E, R>, raw: string): Effect.Effect<Codec.Decoded<A>> => {
-  const decoded = Codec.decode<A>(call.instance.node, raw)
-  if (decoded._tag === "Value") return Effect.succeed(decoded)
-  const message =
+/** Logs why a stored value cannot be used: written under another Schema or version, or corrupt. */
+const logUnreadable = <A, E, R>(
+  call: Call<A, E, R>,
+  decoded: Exclude<Codec.Decoded<A>, { readonly _tag: "Value" }>
+): Effect.Effect<void> =>
+  Effect.logWarning(
     decoded._tag === "Mismatch"
       ? `effect-cacheme: entry written under another value Schema or version (${decoded.stamp}); reloading`
       : `effect-cacheme: corrupt entry (${decoded.reason}); reloading`
-  return Effect.as(
-    Effect.logWarning(message).pipe(Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key })),
-    decoded
-  )
-}
+  ).pipe(Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key }))
 
 /** What a read result means for this call. */
 const settle = <A, E, R>(
@@ -223,20 +220,22 @@ const settle = <A, E, R>(
       const decoded = Codec.decode<A>(call.instance.node, result.value)
       if (decoded._tag === "Value") return Effect.as(call.metrics.hit, done(decoded.value))
       // Drop the unreadable entry, then read again to take the lease and overwrite it.
-      return decodeStored(call, result.value).pipe(
+      return logUnreadable(call, decoded).pipe(
         Effect.andThen(attempt(call, call.store.invalidate([call.instance.key], "hard"), Effect.succeed(0))),
         Effect.as(reread)
       )
     }
-    case "Stale":
-      return Effect.flatMap(decodeStored(call, result.value), (decoded) => {
-        if (decoded._tag === "Value" && call.timing.staleOn) {
-          const served = Effect.as(call.metrics.stale, done(decoded.value))
-          return result.lease ? Effect.andThen(refreshInBackground(call, token), served) : served
-        }
-        if (!result.lease) return Effect.succeed(wait)
-        return Effect.andThen(call.metrics.miss, Effect.map(loadAndFill(call, token), done))
-      })
+    case "Stale": {
+      const decoded = Codec.decode<A>(call.instance.node, result.value)
+      if (decoded._tag === "Value" && call.timing.staleOn) {
+        const served = Effect.as(call.metrics.stale, done(decoded.value))
+        return result.lease ? Effect.andThen(refreshInBackground(call, token), served) : served
+      }
+      // An unreadable stale value is overwritten by the next fill.
+      const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
+      if (!result.lease) return Effect.as(logged, wait)
+      return logged.pipe(Effect.andThen(call.metrics.miss), Effect.andThen(Effect.map(loadAndFill(call, token), done)))
+    }
     case "Miss":
       return Effect.andThen(call.metrics.miss, Effect.map(loadAndFill(call, token), done))
     case "Busy":
