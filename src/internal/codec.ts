@@ -4,6 +4,7 @@
  * JSON is parsed, so an entry written under another Schema is a miss, never a wrong shape.
  */
 import { Cause, Exit, Schema } from "effect"
+import { SchemaJITCompiler } from "effect/schema"
 import type { Node } from "../Node.ts"
 
 interface Codec {
@@ -16,6 +17,9 @@ const codecs = new WeakMap<Node, Codec>()
 const codecOf = (node: Node): Codec => {
   let codec = codecs.get(node)
   if (codec === undefined) {
+    // Hits decode a value each: a compiled decoder is several times faster than the interpreter (where
+    // `new Function` is not allowed, Effect falls back to the interpreter by itself).
+    SchemaJITCompiler.enable(node.codec.ast)
     codec = { encode: Schema.encodeUnknownExit(node.codec), decode: Schema.decodeUnknownExit(node.codec) }
     codecs.set(node, codec)
   }

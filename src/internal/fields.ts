@@ -3,6 +3,7 @@
  * `TableInvalidNode`: the typed error names the first offending field and lists every issue.
  */
 import { Cause, type Effect, Exit, Schema, SchemaIssue } from "effect"
+import { SchemaJITCompiler } from "effect/schema"
 
 /**
  * Fields that do not match their Schema.
@@ -61,10 +62,16 @@ export const makeValidator = <S extends Schema.Codec<any, any, never, never>>(
         ? Exit.succeed(exit.value)
         : Exit.fail(toInvalidFields(node, Cause.squash(exit.cause)))
     }
-  const typeParser = Schema.decodeUnknownExit(Schema.toType(schema) as unknown as S)
+  const typeSchema = Schema.toType(schema) as unknown as S
+  // Every call of `Node.make` checks its fields: a compiled guard answers the valid case, and the parser runs
+  // only to name what is wrong.
+  SchemaJITCompiler.enable(typeSchema.ast)
+  const isType = Schema.is(typeSchema)
+  const typeParser = Schema.decodeUnknownExit(typeSchema)
   const decodeParser = Schema.decodeUnknownExit(schema)
+  const checkType = check((input) => typeParser(input, { errors: "all" }))
   return {
-    type: check((input) => typeParser(input, { errors: "all" })),
+    type: (input) => (isType(input) ? Exit.succeed(input as S["Type"]) : checkType(input)),
     decode: check((input) => decodeParser(input, { errors: "all" }))
   }
 }
