@@ -219,16 +219,16 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode, except?: string): Promise<number> => {
       if (keys.length === 0) return 0
       const replies = await Promise.all(keys.map((key) => client.cachemeInvalidate(entryKey(key), mode)))
-      const leaving: Array<Promise<unknown>> = []
       let count = 0
       replies.forEach(([held, sets], i) => {
         count += held
         if (sets === "") return
+        // Leaving the other sets is pruning: nobody reads through a set to a value, so the invalidation does not
+        // wait for it (the commands still go out in order on the connection, before anything sent later).
         for (const set of sets.split("\n")) {
-          if (set !== except) leaving.push(client.zrem(setKey(set), keys[i]!))
+          if (set !== except) client.zrem(setKey(set), keys[i]!).catch(() => undefined)
         }
       })
-      await Promise.all(leaving)
       return count
     }
 
