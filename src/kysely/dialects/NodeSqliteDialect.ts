@@ -22,7 +22,7 @@
  */
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite"
 import {
-  CompiledQuery,
+  type CompiledQuery,
   DeleteQueryNode,
   InsertQueryNode,
   MergeQueryNode,
@@ -42,8 +42,7 @@ import type {
   QueryCompiler,
   QueryResult
 } from "kysely"
-import { ConnectionMutex } from "./ConnectionMutex.ts"
-import { executeSavepointCommand } from "./savepointCommand.ts"
+import { SingleConnectionDriver } from "./SingleConnectionDriver.ts"
 import { type OpenedHandle, SharedHandle } from "./SharedHandle.ts"
 
 /**
@@ -124,89 +123,9 @@ const openDatabase = async (config: NodeSqliteDialectConfig): Promise<OpenedHand
  *
  * @since 0.1.0
  */
-export class NodeSqliteDriver implements Driver {
-  readonly #database: SharedHandle<DatabaseSync>
-  readonly #onCreateConnection: NodeSqliteDialectConfig["onCreateConnection"]
-  #connection: NodeSqliteConnection | undefined
-  #mutex: ConnectionMutex | undefined
-  #holdsLock = false
-
-  /** Prefer {@link NodeSqliteDialect}; this is public for wrappers that build their own dialect around it. */
-  constructor(
-    database: SharedHandle<DatabaseSync>,
-    onCreateConnection?: NodeSqliteDialectConfig["onCreateConnection"]
-  ) {
-    this.#database = database
-    this.#onCreateConnection = onCreateConnection
-  }
-
-  async init(): Promise<void> {
-    const database = await this.#database.acquire()
-    const mutex = ConnectionMutex.for(database)
-    const connection = new NodeSqliteConnection(database)
-    this.#mutex = mutex
-    this.#connection = connection
-    const onCreateConnection = this.#onCreateConnection
-    if (onCreateConnection !== undefined) await mutex.withLock(() => onCreateConnection(connection))
-  }
-
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const connection = this.#connection
-    const mutex = this.#mutex
-    if (connection === undefined || mutex === undefined) {
-      throw new Error("NodeSqliteDriver: not initialized or destroyed")
-    }
-    await mutex.lock()
-    this.#holdsLock = true
-    return connection
-  }
-
-  async releaseConnection(): Promise<void> {
-    if (!this.#holdsLock) return
-    this.#holdsLock = false
-    this.#mutex?.unlock()
-  }
-
-  async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("begin"))
-  }
-
-  async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("commit"))
-  }
-
-  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("rollback"))
-  }
-
-  async savepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "savepoint", savepointName, compileQuery)
-  }
-
-  async rollbackToSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "rollback to", savepointName, compileQuery)
-  }
-
-  async releaseSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "release", savepointName, compileQuery)
-  }
-
-  async destroy(): Promise<void> {
-    if (this.#connection === undefined) return
-    this.#connection = undefined
-    await this.#database.release()
+export class NodeSqliteDriver extends SingleConnectionDriver<DatabaseSync, NodeSqliteConnection> {
+  protected connect(database: DatabaseSync): NodeSqliteConnection {
+    return new NodeSqliteConnection(database)
   }
 }
 

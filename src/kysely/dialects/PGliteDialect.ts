@@ -43,8 +43,7 @@ import type {
   QueryResult,
   TransactionSettings
 } from "kysely"
-import { ConnectionMutex } from "./ConnectionMutex.ts"
-import { executeSavepointCommand } from "./savepointCommand.ts"
+import { SingleConnectionDriver } from "./SingleConnectionDriver.ts"
 import { type OpenedHandle, SharedHandle } from "./SharedHandle.ts"
 
 /**
@@ -173,84 +172,17 @@ const openPGlite = async (config: PGliteDialectConfig): Promise<OpenedHandle<PGl
  *
  * @since 0.1.0
  */
-export class PGliteDriver implements Driver {
-  readonly #pglite: SharedHandle<PGliteClient>
-  readonly #onCreateConnection: PGliteDialectConfig["onCreateConnection"]
-  #connection: PGliteConnection | undefined
-  #mutex: ConnectionMutex | undefined
-  #holdsLock = false
-
-  /** Prefer {@link PGliteDialect}; this is public for wrappers that build their own dialect around it. */
-  constructor(pglite: SharedHandle<PGliteClient>, onCreateConnection?: PGliteDialectConfig["onCreateConnection"]) {
-    this.#pglite = pglite
-    this.#onCreateConnection = onCreateConnection
+export class PGliteDriver extends SingleConnectionDriver<PGliteClient, PGliteConnection> {
+  protected connect(pglite: PGliteClient): PGliteConnection {
+    return new PGliteConnection(pglite)
   }
 
-  async init(): Promise<void> {
-    const pglite = await this.#pglite.acquire()
-    const mutex = ConnectionMutex.for(pglite)
-    const connection = new PGliteConnection(pglite)
-    this.#mutex = mutex
-    this.#connection = connection
-    const onCreateConnection = this.#onCreateConnection
-    if (onCreateConnection !== undefined) await mutex.withLock(() => onCreateConnection(connection))
+  protected override beginStatement(settings: TransactionSettings): string {
+    return beginStatement(settings)
   }
 
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const connection = this.#connection
-    const mutex = this.#mutex
-    if (connection === undefined || mutex === undefined) throw new Error("PGliteDriver: not initialized or destroyed")
-    await mutex.lock()
-    this.#holdsLock = true
-    return connection
-  }
-
-  async releaseConnection(): Promise<void> {
-    if (!this.#holdsLock) return
-    this.#holdsLock = false
-    this.#mutex?.unlock()
-  }
-
-  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw(beginStatement(settings)))
-  }
-
-  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+  override async commitTransaction(connection: DatabaseConnection): Promise<void> {
     await commit(connection)
-  }
-
-  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw("rollback"))
-  }
-
-  async savepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "savepoint", savepointName, compileQuery)
-  }
-
-  async rollbackToSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "rollback to", savepointName, compileQuery)
-  }
-
-  async releaseSavepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    await executeSavepointCommand(connection, "release", savepointName, compileQuery)
-  }
-
-  async destroy(): Promise<void> {
-    if (this.#connection === undefined) return
-    this.#connection = undefined
-    await this.#pglite.release()
   }
 }
 
