@@ -32,6 +32,7 @@ import { Kysely, PostgresDialect } from "kysely"
 import { Pool } from "pg"
 import { CachemeConfig, CacheStore, Invalidation, Memo, Node } from "../src/index.ts"
 import { captureWrites, Database, Invalidator, TableInvalidNode } from "../src/kysely/index.ts"
+import { printTable } from "./harness.ts"
 
 const loadAverageAtStart = loadavg()
 const PG_URL = process.env.CACHEME_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
@@ -250,16 +251,6 @@ const compare = async (variants: ReadonlyArray<Variant>) => {
     return { median: median(pairs), min: Math.min(...pairs), max: Math.max(...pairs) }
   }
   return { summaries: new Map([...rounds].map(([name, measured]) => [name, summarize(measured)])), ratio }
-}
-
-const printTable = (title: string, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
-  console.log(`\n${title}`)
-  console.log(line(header))
-  console.log(widths.map((w) => "-".repeat(w)).join("  "))
-  for (const row of rows) console.log(line(row))
 }
 
 const us = (n: number) => n.toFixed(0)
