@@ -228,7 +228,3 @@ export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.ge
  * @since 0.1.0
  */
 export const layerConfig: Layer.Layer<never, CachemeConfigError> = Layer.effect(CachemeConfig, fromConfig)
-
-/** The settings in force, as milliseconds where the hot path wants numbers. */
-export const millis = (duration: Duration.Duration | undefined): number | undefined =>
-  duration === undefined ? undefined : Duration.toMillis(duration)

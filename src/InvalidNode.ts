@@ -22,7 +22,7 @@ import { type Effect, Exit, Schema } from "effect"
 import type { CacheStore, CacheStoreError } from "./CacheStore.ts"
 import { getOrThrow, InvalidFields, makeValidator } from "./internal/fields.ts"
 import * as Invalidation from "./Invalidation.ts"
-import { keyPart } from "./Node.ts"
+import { defaultKey } from "./internal/keys.ts"
 
 const TypeId = "~effect-cacheme/InvalidNode" as const
 
@@ -75,11 +75,8 @@ export const make = <const F extends Schema.Struct.Fields>(
 ): InvalidNode<F> => {
   const fields = Schema.Struct(options.fields)
   const validator = makeValidator(name, fields as any)
-  const fieldNames = Object.keys(options.fields)
   const key =
-    options.key ??
-    ((values: Schema.Struct.Type<F>) =>
-      [name, ...fieldNames.map((field) => keyPart((values as Record<string, unknown>)[field]))].join(":"))
+    options.key ?? (defaultKey(name, Object.keys(options.fields)) as (values: Schema.Struct.Type<F>) => string)
   const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>): Exit.Exit<Instance<F>, InvalidFields> =>
     Exit.map(exit, (values) => ({ group, fields: values, key: key(values) }))
   const group: InvalidNode<F> = {

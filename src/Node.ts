@@ -34,7 +34,7 @@ import { createHash } from "node:crypto"
 import { Duration, type Effect, Exit, Schema, SchemaRepresentation } from "effect"
 import type * as InvalidNode from "./InvalidNode.ts"
 import { type FieldsValidator, getOrThrow, InvalidFields, makeValidator } from "./internal/fields.ts"
-import { invalidKeyReason } from "./internal/keys.ts"
+import { defaultKey, invalidKeyReason } from "./internal/keys.ts"
 
 export {
   /**
@@ -166,19 +166,6 @@ const stampOf = (name: string, value: Schema.Top, version: string): string => {
   const digest = createHash("sha256").update(representation).digest("base64url").slice(0, 12)
   return `${name}@${version}#${digest}`
 }
-
-const defaultKey =
-  (name: string, fieldNames: ReadonlyArray<string>) =>
-  (fields: Record<string, unknown>): string =>
-    [name, ...fieldNames.map((field) => keyPart(fields[field]))].join(":")
-
-/** How a field value is written in a default key. */
-export const keyPart = (value: unknown): string =>
-  typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean"
-    ? String(value)
-    : value instanceof Date
-      ? value.toISOString()
-      : JSON.stringify(value)
 
 const toDuration = (name: string, option: string, input: Duration.Input): Duration.Duration => {
   const duration = Duration.fromInputUnsafe(input)

@@ -2,7 +2,7 @@
  * Validation of the fields that name a cache key or a group, shared by `Node`, `InvalidNode` and
  * `TableInvalidNode`: the typed error names the first offending field and lists every issue.
  */
-import { Cause, type Effect, Exit, Schema, SchemaIssue } from "effect"
+import { Cause, Exit, Schema, SchemaIssue } from "effect"
 import { SchemaJITCompiler } from "effect/schema"
 
 /**
@@ -81,5 +81,3 @@ export const getOrThrow = <A>(exit: Exit.Exit<A, InvalidFields>): A => {
   if (Exit.isSuccess(exit)) return exit.value
   throw Cause.squash(exit.cause)
 }
-
-export const toEffect = <A>(exit: Exit.Exit<A, InvalidFields>): Effect.Effect<A, InvalidFields> => exit

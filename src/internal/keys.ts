@@ -19,3 +19,17 @@ export const invalidKeyReason = (key: string): string | undefined =>
     : key.startsWith(setMarker)
       ? `a key cannot start with "${setMarker}" (reserved for group and tag sets)`
       : undefined
+
+/** How a field value is written in a default key. */
+const keyPart = (value: unknown): string =>
+  typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean"
+    ? String(value)
+    : value instanceof Date
+      ? value.toISOString()
+      : JSON.stringify(value)
+
+/** The key of nodes and groups that give none: the name and the field values, in field order, joined by `:`. */
+export const defaultKey =
+  (name: string, fieldNames: ReadonlyArray<string>) =>
+  (fields: Record<string, unknown>): string =>
+    [name, ...fieldNames.map((field) => keyPart(fields[field]))].join(":")

@@ -37,7 +37,6 @@ import type { CacheStore, CacheStoreError } from "../CacheStore.ts"
 import { InvalidFields, makeValidator } from "../internal/fields.ts"
 import * as Invalidation from "../Invalidation.ts"
 import * as InvalidNode from "../InvalidNode.ts"
-import { keyPart } from "../Node.ts"
 
 /** What an m2m field left out reads as. */
 export const ALL = "all"
@@ -107,9 +106,6 @@ export const make = <const F extends Schema.Struct.Fields>(
   const columns = Object.keys(options.fields)
   const m2m = options.m2m ?? false
   if (m2m && columns.length < 2) throw new Error(`TableInvalidNode ${name}: an m2m group needs two fields or more`)
-  const defaultKey = (values: Record<string, unknown>) =>
-    [name, ...columns.map((column) => keyPart(values[column]))].join(":")
-  const keyOf = (options.key as ((values: Record<string, unknown>) => string) | undefined) ?? defaultKey
   // m2m fields may hold `all`, so each field Schema also accepts that literal.
   const fields = m2m
     ? Object.fromEntries(
@@ -118,7 +114,8 @@ export const make = <const F extends Schema.Struct.Fields>(
     : options.fields
   const group: InvalidNode.InvalidNode<any> = InvalidNode.make(name, {
     fields: fields as Schema.Struct.Fields,
-    key: keyOf,
+    // Without a key of its own, the group's default key (name and columns in order) is the table node's.
+    key: options.key as ((values: Record<string, unknown>) => string) | undefined,
     tags: [tableTag(options.table)]
   })
   // Rows come from the driver in the fields' encoded form; a mismatch names the column at fault.
