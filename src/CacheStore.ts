@@ -13,7 +13,6 @@
  * @since 0.1.0
  */
 import { Context, type Effect, Layer, Schema, type Scope } from "effect"
-import type { CachemeConfigError } from "./CachemeConfig.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
 import { makeRedisStore, makeRedisStoreFromConfig, type RedisOptions } from "./store/Redis.ts"
 
@@ -192,7 +191,7 @@ export const layerRedis = (options: RedisOptions): Layer.Layer<CacheStore> =>
  * @category layers
  * @since 0.1.0
  */
-export const layerRedisConfig: Layer.Layer<CacheStore, CachemeConfigError> = Layer.effect(
+export const layerRedisConfig: Layer.Layer<CacheStore> = Layer.effect(
   CacheStore,
   makeRedisStoreFromConfig
 )
