@@ -191,7 +191,4 @@ export const layerRedis = (options: RedisOptions): Layer.Layer<CacheStore> =>
  * @category layers
  * @since 0.1.0
  */
-export const layerRedisConfig: Layer.Layer<CacheStore> = Layer.effect(
-  CacheStore,
-  makeRedisStoreFromConfig
-)
+export const layerRedisConfig: Layer.Layer<CacheStore> = Layer.effect(CacheStore, makeRedisStoreFromConfig)
