@@ -10,6 +10,10 @@
  * the membership sets (groups and tags) it was registered in. Invalidating an entry voids its lease, so a load
  * that started before the invalidation can never be stored after it.
  *
+ * A set can also be held (see `hold`) while a database write commits: its members are invalidated at once and,
+ * until the hold is released or lapses, no load can register in it, so no value read before the commit is
+ * stored.
+ *
  * @since 0.1.0
  */
 import { Context, type Effect, Layer, Schema, type Scope } from "effect"
@@ -125,21 +129,42 @@ export class CacheStore extends Context.Service<
     readonly read: (key: string, token: string, leaseMillis: number) => Effect.Effect<ReadResult, CacheStoreError>
     /**
      * Registers `key` in membership sets until `lifeMillis` from now (`undefined`: for ever), pruning members
-     * whose life is over. Called after the lease is taken and before the load starts.
+     * whose life is over. Called after the lease is taken and before the load starts. Returns `false` when one
+     * of the sets is held (see `hold`): the load may read rows a write is committing, so it must not be
+     * stored, and the key may be left out of every set.
      */
     readonly track: (
       key: string,
       sets: ReadonlyArray<string>,
       lifeMillis: number | undefined
-    ) => Effect.Effect<void, CacheStoreError>
+    ) => Effect.Effect<boolean, CacheStoreError>
     /** Stores a loaded value if `token` still holds the lease; returns whether it was stored. */
     readonly fill: (key: string, token: string, fill: Fill) => Effect.Effect<boolean, CacheStoreError>
     /** Gives the lease up (after a failed load) if `token` still holds it. */
     readonly release: (key: string, token: string) => Effect.Effect<void, CacheStoreError>
     /** Invalidates keys and voids their leases; returns how many held a value. */
     readonly invalidate: (keys: ReadonlyArray<string>, mode: Mode) => Effect.Effect<number, CacheStoreError>
-    /** Invalidates every member of a set (a group or a tag); returns how many held a value. */
+    /**
+     * Invalidates every member of a set (a group or a tag); returns how many held a value. Holds on the set
+     * stay in place.
+     */
     readonly invalidateSet: (set: string, mode: Mode) => Effect.Effect<number, CacheStoreError>
+    /**
+     * Holds each set for `token` until `holdMillis` from now (by the store's clock), then invalidates its
+     * members hard, atomically per set; returns, per set in order, how many members held a value. While a set
+     * is held, `track` refuses it, so a load that may have read rows before a write committed is never stored.
+     * Several tokens may hold one set (concurrent writes): it stays held while any of their holds is live.
+     */
+    readonly hold: (
+      sets: ReadonlyArray<string>,
+      token: string,
+      holdMillis: number
+    ) => Effect.Effect<ReadonlyArray<number>, CacheStoreError>
+    /**
+     * Removes `token`'s hold from each set, once its write has committed (or rolled back). A set whose hold had
+     * already lapsed (or is missing) is invalidated hard again: a load may have been stored after the lapse.
+     */
+    readonly releaseHold: (sets: ReadonlyArray<string>, token: string) => Effect.Effect<void, CacheStoreError>
     /** Invalidates the keys that match a glob pattern under the prefix (SCAN, never KEYS). */
     readonly invalidatePattern: (pattern: string, mode: Mode) => Effect.Effect<number, CacheStoreError>
     /** One page of the entry keys (prefix removed) that match a glob pattern; `count` is a hint. */
@@ -150,7 +175,7 @@ export class CacheStore extends Context.Service<
     }) => Effect.Effect<ScanPage, CacheStoreError>
     /** The entry at `key`, raw. */
     readonly inspect: (key: string) => Effect.Effect<EntryInfo | undefined, CacheStoreError>
-    /** How many keys a membership set lists (entries already gone may still count until pruned). */
+    /** How many keys a membership set lists, holds excluded (entries already gone may still count until pruned). */
     readonly setSize: (set: string) => Effect.Effect<number, CacheStoreError>
     /** A round trip to the store, in millis. */
     readonly ping: Effect.Effect<number, CacheStoreError>

@@ -139,17 +139,14 @@ const timed = <A, E, R>(call: Call<A, E, R>, load: Effect.Effect<A, E, R>) =>
 
 /**
  * Loads as the lease holder: registers memberships first (so a group invalidation during the load reaches
- * the key), runs the effect, then stores the value if the lease survived.
+ * the key), runs the effect, then stores the value if the lease survived. A set held by a committing write
+ * refuses the key: the caller still gets its value, but it is not stored.
  */
 const loadAndFill = <A, E, R>(call: Call<A, E, R>, token: string): Effect.Effect<A, E | CacheStoreError, R> => {
   const { instance, store, timing } = call
   const sets = setsOf(instance)
   return Effect.gen(function* () {
-    const tracked = yield* attempt(
-      call,
-      Effect.as(store.track(instance.key, sets, timing.lifeMillis), true),
-      Effect.succeed(false)
-    )
+    const tracked = yield* attempt(call, store.track(instance.key, sets, timing.lifeMillis), Effect.succeed(false))
     yield* call.metrics.load
     const exit = yield* Effect.exit(timed(call, call.load))
     if (Exit.isFailure(exit) || !tracked) {

@@ -5,6 +5,7 @@
 import { assert, describe } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schema } from "effect"
 import { type CachemeConfig, CacheStore, InvalidNode, Memo, Metrics, Node } from "../src/index.ts"
+import { groupSet } from "../src/internal/keys.ts"
 import { backends } from "./support/backends.ts"
 
 let nodeCounter = 0
@@ -221,6 +222,33 @@ for (const backend of backends) {
         ).pipe(Memo.cached(RaceNode.make({ id: 1 })))
         assert.strictEqual(next, "fresh")
         assert.strictEqual(yield* Ref.get(runs), 2)
+      })
+    )
+
+    test(
+      "while a write holds a node's group, calls load and are answered but nothing is stored until it releases",
+      Effect.gen(function* () {
+        const Group = InvalidNode.make(fresh("held-group"), { fields: { id: Schema.Number } })
+        const HeldNode = Node.make(fresh("held"), {
+          fields: { id: Schema.Number },
+          value: Schema.Number,
+          invalidatedBy: ({ id }) => [Group.make({ id })]
+        })
+        const store = yield* CacheStore.CacheStore
+        const sets = [groupSet(Group.make({ id: 1 }).key)]
+        const runs = yield* Ref.make(0)
+        const get = counted(runs, 7).pipe(Memo.cached(HeldNode.make({ id: 1 })))
+        yield* get
+        assert.deepStrictEqual(yield* store.hold(sets, "write-1", 60_000), [1])
+        assert.strictEqual(yield* get, 7)
+        assert.strictEqual(yield* get, 7)
+        assert.strictEqual(yield* Ref.get(runs), 3, "each call loads while the group is held")
+        // The lease was given up, so nobody waits on it.
+        assert.isUndefined(yield* store.inspect(HeldNode.make({ id: 1 }).key))
+        yield* store.releaseHold(sets, "write-1")
+        assert.strictEqual(yield* get, 7)
+        assert.strictEqual(yield* get, 7)
+        assert.strictEqual(yield* Ref.get(runs), 4)
       })
     )
 

@@ -39,11 +39,11 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Exit, Layer, Schema } from "effect"
+import { Context, type Duration, Effect, Exit, Layer, Schema } from "effect"
 import { type ControlledTransaction, type Dialect, Kysely, type KyselyPlugin } from "kysely"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import type { CacheStore } from "../CacheStore.ts"
-import { captureWrites } from "./capture/CaptureDialect.ts"
+import { captureWrites, type WriteHold } from "./capture/CaptureDialect.ts"
 import type { InvalidationEvent } from "./InvalidationEvent.ts"
 import * as Invalidator from "./Invalidator.ts"
 import * as TableInvalidNode from "./TableInvalidNode.ts"
@@ -238,6 +238,11 @@ export interface Options {
   /** `sync` (default): a write resolves after its invalidation; `async`: it does not wait. */
   readonly mode?: "sync" | "async" | undefined
   readonly plugins?: ReadonlyArray<KyselyPlugin> | undefined
+  /**
+   * Sync mode: how long the groups a write is about to commit stay held at most (default
+   * {@link Invalidator.holdTtl}). A write that outlasts it invalidates its groups again before it resolves.
+   */
+  readonly holdTtl?: Duration.Input | undefined
 }
 
 /**
@@ -255,8 +260,19 @@ export const layer = (
     Effect.gen(function* () {
       const invalidator = yield* Invalidator.Invalidator
       const context = yield* Effect.context<never>()
-      const publish = (events: ReadonlyArray<InvalidationEvent>) =>
-        Effect.runPromiseWith(context)(invalidator.publishAndWait(events))
+      const run = Effect.runPromiseWith(context)
+      const publish = (events: ReadonlyArray<InvalidationEvent>) => run(invalidator.publishAndWait(events))
+      const hold = (events: ReadonlyArray<InvalidationEvent>): Promise<WriteHold | undefined> =>
+        run(
+          Effect.map(
+            invalidator.hold(events),
+            (held): WriteHold | undefined =>
+              held && {
+                commit: (committed) => run(held.commit(committed)),
+                abort: () => void run(held.abort)
+              }
+          )
+        )
       const db = yield* Effect.acquireRelease(
         Effect.sync(
           () =>
@@ -264,6 +280,7 @@ export const layer = (
               dialect: captureWrites(options.dialect, {
                 watched,
                 publish,
+                hold,
                 mode: options.mode ?? "sync",
                 onPublishError: (error, events) =>
                   Effect.runFork(
@@ -286,4 +303,4 @@ export const layer = (
       yield* Effect.provideService(verify, Database, service)
       return service
     })
-  ).pipe(Layer.provideMerge(Invalidator.layer))
+  ).pipe(Layer.provideMerge(Invalidator.layer({ holdTtl: options.holdTtl })))

@@ -2,7 +2,8 @@
  * The in-process store. Entries sit in one `Map` whose insertion order is the recency order (a read moves the
  * entry to the end), so evicting the least recently used entry is taking the first key. Expiry is checked
  * lazily against Effect's `Clock`; every entry knows its membership sets, so removing an entry (invalidated,
- * expired or evicted) removes it from them and the sets never outgrow the entries.
+ * expired or evicted) removes it from them and the sets never outgrow the entries. The holds on a set (token ->
+ * expiry) sit in a map of their own next to its members, so invalidating the set never touches them.
  */
 import { Effect, type Scope } from "effect"
 import type { CacheStore, EntryInfo, Fill, Mode, ReadResult } from "../CacheStore.ts"
@@ -46,6 +47,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const scope = yield* Effect.scope
     const entries = new Map<string, Entry>()
     const sets = new Map<string, Map<string, number>>()
+    const holds = new Map<string, Map<string, number>>()
 
     const remove = (key: string, entry: Entry, except?: string) => {
       entries.delete(key)
@@ -130,10 +132,32 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         return { _tag: "Miss" }
       })
 
+    /** The live holds on `set` (token -> expiry), dropping the ones that have lapsed; `undefined` if none. */
+    const liveHolds = (set: string, now: number): Map<string, number> | undefined => {
+      const tokens = holds.get(set)
+      if (tokens === undefined) return undefined
+      for (const [token, until] of tokens) if (until <= now) tokens.delete(token)
+      if (tokens.size > 0) return tokens
+      holds.delete(set)
+      return undefined
+    }
+
+    /** Invalidates every member of `set`; its holds stay. */
+    const invalidateMembers = (set: string, mode: Mode, now: number): number => {
+      const members = sets.get(set)
+      if (members === undefined) return 0
+      if (mode === "hard") sets.delete(set)
+      let count = 0
+      for (const key of [...members.keys()]) count += invalidateKey(key, mode, now, set)
+      return count
+    }
+
     const track = (key: string, setIds: ReadonlyArray<string>, lifeMillis: number | undefined) =>
       withClock((now) => {
+        // Checked for every set before registering in any, so a refused key is left out of them all.
+        if (setIds.some((set) => liveHolds(set, now) !== undefined)) return false
         const entry = live(key, now)
-        if (entry === undefined) return
+        if (entry === undefined) return true
         const until = lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + lifeMillis
         for (const set of setIds) {
           let members = sets.get(set)
@@ -144,6 +168,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           members.set(key, Math.max(members.get(key) ?? 0, until))
           entry.sets.add(set)
         }
+        return true
       })
 
     const fill = (key: string, token: string, value: Fill) =>
@@ -169,14 +194,30 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const invalidate = (keys: ReadonlyArray<string>, mode: Mode) =>
       withClock((now) => keys.reduce((count, key) => count + invalidateKey(key, mode, now), 0))
 
-    const invalidateSet = (set: string, mode: Mode) =>
+    const invalidateSet = (set: string, mode: Mode) => withClock((now) => invalidateMembers(set, mode, now))
+
+    const hold = (setIds: ReadonlyArray<string>, token: string, holdMillis: number) =>
+      withClock((now) =>
+        setIds.map((set) => {
+          const tokens = liveHolds(set, now) ?? new Map<string, number>()
+          tokens.set(token, now + holdMillis)
+          holds.set(set, tokens)
+          return invalidateMembers(set, "hard", now)
+        })
+      )
+
+    const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {
-        const members = sets.get(set)
-        if (members === undefined) return 0
-        if (mode === "hard") sets.delete(set)
-        let count = 0
-        for (const key of [...members.keys()]) count += invalidateKey(key, mode, now, set)
-        return count
+        for (const set of setIds) {
+          const tokens = holds.get(set)
+          const until = tokens?.get(token)
+          if (tokens !== undefined) {
+            tokens.delete(token)
+            if (tokens.size === 0) holds.delete(set)
+          }
+          // A load may have been stored after the hold lapsed.
+          if (until === undefined || until <= now) invalidateMembers(set, "hard", now)
+        }
       })
 
     const matcher = (pattern: string | undefined) => {
@@ -240,6 +281,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       release,
       invalidate,
       invalidateSet,
+      hold,
+      releaseHold,
       invalidatePattern,
       scan,
       inspect,

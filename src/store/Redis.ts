@@ -52,6 +52,9 @@ interface Commands {
   ): Promise<number>
   cachemeRelease(key: string, token: string): Promise<number>
   cachemeInvalidate(key: string, mode: Mode): Promise<[number, string]>
+  cachemePop(set: string, count: number): Promise<Array<string>>
+  cachemeHold(set: string, member: string, holdMillis: number, count: number): Promise<Array<string>>
+  cachemeReleaseHold(set: string, member: string): Promise<number>
   cachemeInspect(key: string): Promise<[string | null, string, number, string, number] | null>
 }
 
@@ -63,6 +66,9 @@ const commands: ReadonlyArray<readonly [keyof Commands, string]> = [
   ["cachemeFill", Scripts.fill],
   ["cachemeRelease", Scripts.release],
   ["cachemeInvalidate", Scripts.invalidate],
+  ["cachemePop", Scripts.pop],
+  ["cachemeHold", Scripts.hold],
+  ["cachemeReleaseHold", Scripts.releaseHold],
   ["cachemeInspect", Scripts.inspect]
 ]
 
@@ -193,12 +199,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         })
       )
 
+    // The sets are tracked concurrently: when one is held, the key may still be registered in the others, which
+    // only costs a pointless invalidation later.
     const track = (key: string, sets: ReadonlyArray<string>, lifeMillis: number | undefined) =>
       sets.length === 0
-        ? Effect.void
+        ? Effect.succeed(true)
         : run("track", () =>
             Promise.all(sets.map((set) => client.cachemeTrack(setKey(set), key, lifeMillis ?? -1)))
-          ).pipe(Effect.asVoid)
+          ).pipe(Effect.map((replies) => replies.every((registered) => registered === 1)))
 
     const fill = (key: string, token: string, value: Fill) =>
       run("fill", () =>
@@ -234,34 +242,61 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     const invalidate = (keys: ReadonlyArray<string>, mode: Mode) => run("invalidate", () => invalidateKeys(keys, mode))
 
+    /**
+     * Invalidates hard the members of a set, starting from a batch already taken out of it (by the pop or hold
+     * script). Members are taken out before their entries are invalidated: a lease taken meanwhile registers
+     * again. Bounded by the size after the first full batch, so a set refilled as fast as it drains cannot hold
+     * the caller; a set that fits in one batch costs one round trip before its entries.
+     */
+    const drainSet = async (set: string, first: ReadonlyArray<string>): Promise<number> => {
+      const key = setKey(set)
+      let members = first
+      let count = 0
+      let rounds: number | undefined
+      while (members.length > 0) {
+        count += await invalidateKeys(members, "hard", set)
+        if (members.length < batchSize) break
+        rounds ??= Math.ceil((await client.zcount(key, 0, "+inf")) / batchSize)
+        if (rounds-- <= 0) break
+        members = await client.cachemePop(key, batchSize)
+      }
+      return count
+    }
+
+    const invalidateSetHard = async (set: string) => drainSet(set, await client.cachemePop(setKey(set), batchSize))
+
     const invalidateSet = (set: string, mode: Mode) =>
       run("invalidateSet", async () => {
-        const key = setKey(set)
+        if (mode === "hard") return invalidateSetHard(set)
+        // Soft invalidation keeps memberships, so a later hard invalidation still reaches the stale values.
         let count = 0
-        if (mode === "soft") {
-          // Soft invalidation keeps memberships, so a later hard invalidation still reaches the stale values.
-          let cursor = "0"
-          do {
-            const [next, flat] = await client.zscan(key, cursor, "COUNT", batchSize)
-            cursor = next
-            const members = flat.filter((_, i) => i % 2 === 0)
-            count += await invalidateKeys(members, "soft")
-          } while (cursor !== "0")
-          return count
-        }
-        // Members are popped before their entries are invalidated: a lease taken meanwhile registers again.
-        // Bounded by the size after the first full batch, so a set refilled as fast as it drains cannot hold
-        // the caller; a set that fits in one batch costs one round trip before its entries.
-        let rounds: number | undefined
-        while (rounds === undefined || rounds-- > 0) {
-          const flat = await client.zpopmin(key, batchSize)
-          const members = flat.filter((_, i) => i % 2 === 0)
-          if (members.length === 0) break
-          count += await invalidateKeys(members, "hard", set)
-          if (members.length < batchSize) break
-          rounds ??= Math.ceil((await client.zcard(key)) / batchSize)
-        }
+        let cursor = "0"
+        do {
+          const [next, flat] = await client.zscan(setKey(set), cursor, "COUNT", batchSize)
+          cursor = next
+          // Pairs of member and score; holds are the negative scores.
+          const members = flat.filter((_, i) => i % 2 === 0 && !flat[i + 1]!.startsWith("-"))
+          count += await invalidateKeys(members, "soft")
+        } while (cursor !== "0")
         return count
+      })
+
+    // One script per set, all sent at once (pipelined on the connection), then the entries of every set.
+    const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) =>
+      run("hold", async () => {
+        const member = Scripts.holdMember(token)
+        const popped = await Promise.all(
+          sets.map((set) => client.cachemeHold(setKey(set), member, holdMillis, batchSize))
+        )
+        return Promise.all(sets.map((set, i) => drainSet(set, popped[i]!)))
+      })
+
+    const releaseHold = (sets: ReadonlyArray<string>, token: string) =>
+      run("releaseHold", async () => {
+        const member = Scripts.holdMember(token)
+        const live = await Promise.all(sets.map((set) => client.cachemeReleaseHold(setKey(set), member)))
+        // A load may have been stored after a hold lapsed.
+        await Promise.all(sets.filter((_, i) => live[i] === 0).map(invalidateSetHard))
       })
 
     // A Cluster spreads keys over its masters: a scan walks them one after the other, and the cursor it hands
@@ -323,7 +358,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         })
       )
 
-    const setSize = (set: string) => run("setSize", () => client.zcard(setKey(set)))
+    const setSize = (set: string) => run("setSize", () => client.zcount(setKey(set), 0, "+inf"))
 
     const ping = run("ping", async () => {
       const start = performance.now()
@@ -341,6 +376,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       release,
       invalidate,
       invalidateSet,
+      hold,
+      releaseHold,
       invalidatePattern,
       scan,
       inspect,

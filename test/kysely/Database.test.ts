@@ -13,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Logger, PubSub, Schema } from "effect"
-import { type Dialect, Kysely, sql } from "kysely"
+import { type Dialect, type Driver, Kysely, sql } from "kysely"
 import { afterAll, beforeAll } from "vitest"
 import { CachemeConfig, CacheStore, Invalidation, Memo, Node } from "../../src/index.ts"
 import { Database, Invalidator, NodeSqliteDialect, TableInvalidNode } from "../../src/kysely/index.ts"
@@ -80,7 +80,7 @@ const collectLogs = () => {
 
 // --- stores wrapped for a test ------------------------------------------------------------------------------
 
-/** A store whose group and tag invalidations take `millis` longer. */
+/** A store whose group and tag invalidations (holds included) take `millis` longer. */
 const slowInvalidation = (millis: number) =>
   Layer.effect(
     CacheStore.CacheStore,
@@ -88,41 +88,57 @@ const slowInvalidation = (millis: number) =>
       const store = yield* CacheStore.CacheStore
       return {
         ...store,
-        invalidateSet: (set, mode) => Effect.andThen(Effect.sleep(millis), store.invalidateSet(set, mode))
+        invalidateSet: (set, mode) => Effect.andThen(Effect.sleep(millis), store.invalidateSet(set, mode)),
+        hold: (sets, token, holdMillis) => Effect.andThen(Effect.sleep(millis), store.hold(sets, token, holdMillis))
       }
     })
   )
 
-/** A store whose first `failures` set invalidations fail as if Redis were briefly unreachable. */
+/** A store whose first `failures` set invalidations (holds included) fail as if Redis were briefly unreachable. */
 const flakyInvalidation = (failures: number) =>
   Layer.effect(
     CacheStore.CacheStore,
     Effect.gen(function* () {
       const store = yield* CacheStore.CacheStore
       let left = failures
+      const flaky = <A>(operation: string, run: Effect.Effect<A, CacheStore.CacheStoreError>) =>
+        Effect.suspend(() =>
+          left-- > 0
+            ? Effect.fail(new CacheStore.CacheStoreError({ operation, reason: "Unavailable", message: "flaky" }))
+            : run
+        )
       return {
         ...store,
-        invalidateSet: (set, mode) =>
-          Effect.suspend(() =>
-            left-- > 0
-              ? Effect.fail(
-                  new CacheStore.CacheStoreError({
-                    operation: "invalidateSet",
-                    reason: "Unavailable",
-                    message: "flaky"
-                  })
-                )
-              : store.invalidateSet(set, mode)
-          )
+        invalidateSet: (set, mode) => flaky("invalidateSet", store.invalidateSet(set, mode)),
+        hold: (sets, token, holdMillis) => flaky("hold", store.hold(sets, token, holdMillis))
       }
     })
   )
 
-/**
- * A dialect whose COMMIT fails without committing (the caller must then roll back): a failed COMMIT on every
- * dialect, MariaDB included, which has no deferred constraints to provoke a real one.
- */
-const refusingCommits = (dialect: Dialect): Dialect => ({
+/** The store, counting the calls that invalidate sets. */
+const countingInvalidation = (calls: { hold: number; invalidateSet: number; releaseHold: number }) =>
+  Layer.effect(
+    CacheStore.CacheStore,
+    Effect.gen(function* () {
+      const store = yield* CacheStore.CacheStore
+      const counted = <A, E>(call: keyof typeof calls, effect: Effect.Effect<A, E>) =>
+        Effect.andThen(
+          Effect.sync(() => {
+            calls[call] += 1
+          }),
+          effect
+        )
+      return {
+        ...store,
+        invalidateSet: (set, mode) => counted("invalidateSet", store.invalidateSet(set, mode)),
+        hold: (sets, token, holdMillis) => counted("hold", store.hold(sets, token, holdMillis)),
+        releaseHold: (sets, token) => counted("releaseHold", store.releaseHold(sets, token))
+      }
+    })
+  )
+
+/** `dialect` with some of its driver's calls replaced. */
+const withDriver = (dialect: Dialect, override: (driver: Driver) => Partial<Driver>): Dialect => ({
   createAdapter: () => dialect.createAdapter(),
   createQueryCompiler: () => dialect.createQueryCompiler(),
   createIntrospector: (db) => dialect.createIntrospector(db),
@@ -133,15 +149,29 @@ const refusingCommits = (dialect: Dialect): Dialect => ({
       acquireConnection: () => driver.acquireConnection(),
       releaseConnection: (connection) => driver.releaseConnection(connection),
       beginTransaction: (connection, settings) => driver.beginTransaction(connection, settings),
-      commitTransaction: () => Promise.reject(new Error("commit refused")),
+      commitTransaction: (connection) => driver.commitTransaction(connection),
       rollbackTransaction: (connection) => driver.rollbackTransaction(connection),
       savepoint: (connection, name, compile) => driver.savepoint!(connection, name, compile),
       rollbackToSavepoint: (connection, name, compile) => driver.rollbackToSavepoint!(connection, name, compile),
       releaseSavepoint: (connection, name, compile) => driver.releaseSavepoint!(connection, name, compile),
-      destroy: () => driver.destroy()
+      destroy: () => driver.destroy(),
+      ...override(driver)
     }
   }
 })
+
+/**
+ * A dialect whose COMMIT fails without committing (the caller must then roll back): a failed COMMIT on every
+ * dialect, MariaDB included, which has no deferred constraints to provoke a real one.
+ */
+const refusingCommits = (dialect: Dialect): Dialect =>
+  withDriver(dialect, () => ({ commitTransaction: () => Promise.reject(new Error("commit refused")) }))
+
+/** A dialect whose COMMITs wait for `gate` before they run. */
+const gatedCommits = (dialect: Dialect, gate: () => Promise<void>): Dialect =>
+  withDriver(dialect, (driver) => ({
+    commitTransaction: (connection) => gate().then(() => driver.commitTransaction(connection))
+  }))
 
 // --- the pure parts -------------------------------------------------------------------------------------------
 
@@ -859,18 +889,30 @@ for (const d of DIALECTS) {
             assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann"))
           }))
 
-        test("a failed statement is a typed DatabaseError and invalidates nothing", () =>
+        test("a failed statement is a typed DatabaseError and leaves no wrong value", () =>
           Effect.gen(function* () {
             yield* userByEmail("bob@example.com")
             yield* teamNames(1)
-            // Duplicate email.
-            const error = yield* Effect.flip(addUser(1005, "bob@example.com", 1, "Bobby"))
-            assert.strictEqual(error._tag, "DatabaseError")
+            yield* userByEmail("cid@example.com")
+            // A failed statement whose rows are not known before it runs invalidates nothing (duplicate email).
+            const failed = yield* Effect.flip(
+              Database.query((db) =>
+                db.updateTable(users).set({ email: "ann@example.com" }).where("id", "=", BOB).execute()
+              )
+            )
+            assert.strictEqual(failed._tag, "DatabaseError")
             assert.deepStrictEqual(yield* probe(userByEmail("bob@example.com")), hit(BOB))
             assert.deepStrictEqual(yield* probe(teamNames(1)), hit(["Ann", "Bob"]))
+            // Duplicate email again. This insert names all its rows' groups, so they may have been held (and
+            // invalidated) while it ran: read again or not, unchanged. Other groups are left alone.
+            const error = yield* Effect.flip(addUser(1005, "bob@example.com", 1, "Bobby"))
+            assert.strictEqual(error._tag, "DatabaseError")
+            assert.strictEqual((yield* probe(userByEmail("bob@example.com"))).value, BOB)
+            assert.deepStrictEqual((yield* probe(teamNames(1))).value, ["Ann", "Bob"])
+            assert.deepStrictEqual(yield* probe(userByEmail("cid@example.com")), hit(CID))
           }))
 
-        test("the events PubSub: one batch per committed unit of work, after its commit", () =>
+        test("the events PubSub: one batch per committed unit of work, after its invalidation", () =>
           Effect.scoped(
             Effect.gen(function* () {
               const invalidator = yield* Invalidator.Invalidator
@@ -882,8 +924,8 @@ for (const d of DIALECTS) {
                   yield* shelve([[CID, FAUST]])
                 })
               )
+              // Published once its invalidations are done.
               const batch = yield* PubSub.take(subscription)
-              yield* Deferred.await(batch.done)
               const tables = batch.events.map((event) => `${event.table}:${event.operation}`).sort()
               assert.deepStrictEqual(tables, [`${shelf}:insert`, `${users}:update`].sort())
               const update = batch.events.find((event) => event.table === users)!
@@ -963,6 +1005,123 @@ for (const d of DIALECTS) {
           }))
       })
 
+      // --- holds: the store's round trip runs beside the COMMIT ------------------------------------------
+
+      describe.skipIf(backend.skip)(`${backend.name} store: holds`, () => {
+        const renameBook = (id: number, title: string) =>
+          Database.query((db) => db.updateTable(books).set({ title }).where("id", "=", id).execute())
+
+        it.live("a write whose groups are known before it commits holds them instead of invalidating after", () =>
+          Effect.gen(function* () {
+            loads = 0
+            yield* seed
+            const calls = { hold: 0, invalidateSet: 0, releaseHold: 0 }
+            yield* Effect.gen(function* () {
+              yield* userName(ANN)
+              yield* bookTitle(DUNE)
+              // A transaction's groups are known at COMMIT: held while it runs, nothing after.
+              yield* Database.transaction(rename(ANN, "Ann 2"))
+              assert.deepStrictEqual(calls, { hold: 1, invalidateSet: 0, releaseHold: 1 })
+              assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann 2"))
+              assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann 2"))
+              // An autocommit write whose WHERE pins every watched column of its table (books: id).
+              yield* renameBook(DUNE, "Dune 2")
+              assert.deepStrictEqual(calls, { hold: 2, invalidateSet: 0, releaseHold: 2 })
+              assert.deepStrictEqual(yield* probe(bookTitle(DUNE)), loaded("Dune 2"))
+              // users is watched on id, email and team: an update by id alone is invalidated after its commit.
+              yield* rename(ANN, "Ann 3")
+              assert.deepStrictEqual(calls, { hold: 2, invalidateSet: 4, releaseHold: 2 })
+              assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann 3"))
+            }).pipe(Effect.provide(databaseLayer(countingInvalidation(calls).pipe(Layer.provide(backend.layer())))))
+          })
+        )
+
+        it.live("a load stored while a COMMIT runs is refused, and is stored again once the write is done", () =>
+          Effect.gen(function* () {
+            loads = 0
+            yield* seed
+            const committing = yield* Deferred.make<void>()
+            const letCommit = yield* Deferred.make<void>()
+            const gate = () =>
+              Effect.runPromise(Effect.andThen(Deferred.succeed(committing, undefined), Deferred.await(letCommit)))
+            // A load that read the row before the COMMIT, whatever the dialect's connections allow.
+            const staleLoad = Effect.succeed("Ann").pipe(loading, Memo.cached(UserName.make({ id: ANN })))
+            yield* Effect.gen(function* () {
+              const writer = yield* Effect.forkChild(Database.transaction(rename(ANN, "Ann v2")))
+              yield* Deferred.await(committing)
+              // The hold is sent as COMMIT starts; wait until the store has it (the entry it invalidates is gone).
+              assert.deepStrictEqual(yield* probe(staleLoad), loaded("Ann"))
+              assert.deepStrictEqual(yield* probe(staleLoad), loaded("Ann"))
+              yield* Deferred.succeed(letCommit, undefined)
+              yield* Fiber.join(writer)
+              assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann v2"))
+              assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann v2"))
+            }).pipe(
+              Effect.provide(
+                Database.layer({ dialect: gatedCommits(fx.dialect(), gate) }).pipe(Layer.provideMerge(backend.layer()))
+              )
+            )
+          })
+        )
+
+        it.live(
+          "a hold that lapses before its COMMIT ends is followed by a new invalidation before the write resolves",
+          () =>
+            Effect.gen(function* () {
+              loads = 0
+              yield* seed
+              const committing = yield* Deferred.make<void>()
+              const letCommit = yield* Deferred.make<void>()
+              const gate = () =>
+                Effect.runPromise(Effect.andThen(Deferred.succeed(committing, undefined), Deferred.await(letCommit)))
+              const staleLoad = Effect.succeed("Ann").pipe(loading, Memo.cached(UserName.make({ id: ANN })))
+              yield* Effect.gen(function* () {
+                const writer = yield* Effect.forkChild(Database.transaction(rename(ANN, "Ann v2")))
+                yield* Deferred.await(committing)
+                yield* Effect.sleep("60 millis")
+                // The hold (10 ms) lapsed: a load that read the old row is stored...
+                assert.deepStrictEqual(yield* probe(staleLoad), loaded("Ann"))
+                assert.deepStrictEqual(yield* probe(staleLoad), hit("Ann"))
+                yield* Deferred.succeed(letCommit, undefined)
+                yield* Fiber.join(writer)
+                // ...and gone when the write resolves.
+                assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann v2"))
+              }).pipe(
+                Effect.provide(
+                  Database.layer({ dialect: gatedCommits(fx.dialect(), gate), holdTtl: "10 millis" }).pipe(
+                    Layer.provideMerge(backend.layer())
+                  )
+                )
+              )
+            })
+        )
+
+        it.live("a rolled-back or failed write lets its groups be cached again", () =>
+          Effect.gen(function* () {
+            loads = 0
+            yield* seed
+            yield* Effect.gen(function* () {
+              assert.strictEqual(yield* bookTitle(DUNE), "Dune")
+              // A failing autocommit write by key: held, then let go.
+              const failed = yield* Effect.exit(
+                Database.query((db) =>
+                  db
+                    .updateTable(books)
+                    .set({ title: sql`1 / 0` as never })
+                    .where("id", "=", DUNE)
+                    .execute()
+                )
+              )
+              assert.isTrue(Exit.isFailure(failed))
+              // The hold is let go in the background: the first read after it may still be refused.
+              yield* Effect.sleep("50 millis")
+              assert.deepStrictEqual(yield* probe(bookTitle(DUNE)), loaded("Dune"))
+              assert.deepStrictEqual(yield* probe(bookTitle(DUNE)), hit("Dune"))
+            }).pipe(Effect.provide(databaseLayer(backend.layer())))
+          })
+        )
+      })
+
       // --- modes and failures (per store) ---------------------------------------------------------------
 
       describe.skipIf(backend.skip)(`${backend.name} store: modes`, () => {
@@ -985,8 +1144,8 @@ for (const d of DIALECTS) {
                   assert.isBelow(took, 300)
                   // Not read-your-writes: the old value is served until the invalidation is done.
                   assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann"))
-                  const batch = yield* PubSub.take(subscription)
-                  yield* Deferred.await(batch.done)
+                  // The batch is published once its invalidations are done.
+                  yield* PubSub.take(subscription)
                   assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann async"))
                 }
               }).pipe(
@@ -1123,7 +1282,8 @@ for (const d of DIALECTS) {
             assert.strictEqual(error._tag, "DatabaseError")
             assert.include(error.message, "commit refused")
           }
-          assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann"))
+          // The groups were held (and so invalidated) while the COMMIT ran: the value is read again, unchanged.
+          assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann"))
           const row = yield* Database.query((db) =>
             db.selectFrom(users).select("name").where("id", "=", ANN).executeTakeFirstOrThrow()
           ).pipe(Effect.timeout("5 seconds"))
@@ -1168,7 +1328,8 @@ for (const d of DIALECTS) {
               )
               assert.strictEqual(error._tag, "DatabaseError")
             }
-            assert.deepStrictEqual(yield* probe(userName(ANN)), hit("Ann"))
+            // Held (so invalidated) while the COMMIT ran: read again, unchanged.
+            assert.deepStrictEqual(yield* probe(userName(ANN)), loaded("Ann"))
             const name = yield* Database.query((db) =>
               db.selectFrom(users).select("name").where("id", "=", ANN).executeTakeFirstOrThrow()
             ).pipe(Effect.timeout("5 seconds"))

@@ -200,6 +200,110 @@ export const storeContract = (backend: Backend) =>
     )
 
     test(
+      "a hold invalidates the members of each set, and a load under way can no longer be stored",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* put("a", "1", ["g:x", "t:n"])
+        yield* put("b", "2", ["g:x"])
+        yield* put("c", "3", ["g:y"])
+        yield* put("d", "4", ["g:other"])
+        // A load that registered before the hold, and one that took its lease but had not registered yet.
+        assert.strictEqual((yield* store.read("tracked", "t1", 10_000))._tag, "Miss")
+        assert.isTrue(yield* store.track("tracked", ["g:x"], undefined))
+        assert.strictEqual((yield* store.read("untracked", "t2", 10_000))._tag, "Miss")
+        assert.deepStrictEqual(yield* store.hold(["g:x", "g:y", "g:none"], "w1", 10_000), [2, 1, 0])
+        assert.isFalse(yield* store.fill("tracked", "t1", fill("read before the commit", ["g:x"])))
+        assert.isFalse(yield* store.track("untracked", ["g:x"], undefined))
+        for (const key of ["a", "b", "c", "tracked"]) {
+          assert.deepStrictEqual(yield* store.read(key, "t3", 10_000), { _tag: "Miss" }, key)
+        }
+        assert.deepStrictEqual(yield* store.read("d", "t3", 10_000), { _tag: "Hit", value: "4" })
+        // Hard, like invalidateSet: the keys left their other sets too.
+        assert.strictEqual(yield* store.setSize("t:n"), 0)
+      })
+    )
+
+    test(
+      "while a set is held, track refuses keys in it and the set does not list them; release lets them in",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* store.hold(["g:x"], "w1", 10_000)
+        assert.strictEqual((yield* store.read("k", "t1", 10_000))._tag, "Miss")
+        assert.isFalse(yield* store.track("k", ["t:n", "g:x"], undefined))
+        assert.strictEqual(yield* store.setSize("g:x"), 0)
+        // Other sets are not held.
+        assert.strictEqual((yield* store.read("other", "t2", 10_000))._tag, "Miss")
+        assert.isTrue(yield* store.track("other", ["t:m"], undefined))
+        assert.strictEqual(yield* store.setSize("t:m"), 1)
+        yield* store.releaseHold(["g:x"], "w1")
+        assert.isTrue(yield* store.track("k", ["t:n", "g:x"], undefined))
+        assert.strictEqual(yield* store.setSize("g:x"), 1)
+        assert.isTrue(yield* store.fill("k", "t1", fill("v", ["t:n", "g:x"])))
+        assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 1)
+      })
+    )
+
+    test(
+      "a set held by two writers stays held until both release",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* store.hold(["g:x"], "w1", 10_000)
+        yield* store.hold(["g:x", "g:y"], "w2", 10_000)
+        yield* store.read("k", "t1", 10_000)
+        yield* store.releaseHold(["g:x"], "w1")
+        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
+        yield* store.releaseHold(["g:x", "g:y"], "w2")
+        assert.isTrue(yield* store.track("k", ["g:x"], undefined))
+        assert.isTrue(yield* store.track("k", ["g:y"], undefined))
+      })
+    )
+
+    test(
+      "a lapsed hold no longer blocks, and releasing it invalidates the set again",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* store.hold(["g:x"], "w1", 300)
+        yield* store.read("k", "t1", 10_000)
+        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
+        yield* backend.advance(400)
+        assert.isTrue(yield* store.track("k", ["g:x"], undefined))
+        assert.isTrue(yield* store.fill("k", "t1", fill("filled after the hold lapsed", ["g:x"])))
+        yield* store.releaseHold(["g:x"], "w1")
+        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Miss" })
+        // A release with no hold behind it (never taken, or gone with the set) invalidates too.
+        yield* put("m", "1", ["g:y"])
+        yield* store.releaseHold(["g:y"], "nobody")
+        assert.deepStrictEqual(yield* store.read("m", "t3", 10_000), { _tag: "Miss" })
+      })
+    )
+
+    test(
+      "holds survive set invalidation and are never counted or scanned",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* put("e", "1", ["t:n"])
+        yield* store.hold(["g:x", "t:n"], "w1", 10_000)
+        assert.strictEqual(yield* store.setSize("g:x"), 0)
+        assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 0)
+        assert.strictEqual(yield* store.invalidateSet("g:x", "soft"), 0)
+        assert.strictEqual(yield* store.invalidateSet("t:n", "soft"), 0)
+        assert.strictEqual(yield* store.invalidateSet("t:n", "hard"), 0)
+        yield* store.read("k", "t1", 10_000)
+        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
+        assert.isFalse(yield* store.track("k", ["t:n"], undefined))
+        yield* put("f", "2")
+        const keys: Array<string> = []
+        let cursor: string | undefined
+        do {
+          const page = yield* store.scan({ cursor, count: 1000 })
+          keys.push(...page.keys)
+          cursor = page.cursor
+        } while (cursor !== "0")
+        assert.deepStrictEqual(keys.sort(), ["f", "k"])
+      })
+    )
+
+    test(
       "inspect shows the raw entry",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore

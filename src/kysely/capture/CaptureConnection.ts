@@ -30,7 +30,8 @@ import { captureInsert } from "./CaptureInsert.ts"
 import { captureMerge } from "./CaptureMerge.ts"
 import { captureUpdate } from "./CaptureUpdate.ts"
 import { wholeTableEvent } from "./Events.ts"
-import type { Publisher } from "./Publisher.ts"
+import { predictEvents } from "./Prediction.ts"
+import type { PendingHold, Publisher } from "./Publisher.ts"
 import {
   type ExactWrite,
   operationOf,
@@ -125,11 +126,24 @@ export class CaptureConnection implements DatabaseConnection {
       case "Script":
         return this.#executeScript<R>(compiledQuery, plan.steps, options)
       case "Write": {
-        const captured: CapturedWrite<R> =
+        // An autocommit write whose rows its statement pins is held while it runs (see `Publisher.hold`).
+        // The statement goes out first: the hold's work then overlaps the database's.
+        const capturing =
           plan.exact === undefined
-            ? { result: await this.inner.executeQuery<R>(compiledQuery, options), events: [] }
-            : await this.#captureExact<R>(plan.exact, compiledQuery, options)
-        await this.#record([...captured.events, ...plan.events])
+            ? this.inner.executeQuery<R>(compiledQuery, options).then((result) => ({ result, events: [] }))
+            : this.#captureExact<R>(plan.exact, compiledQuery, options)
+        const held =
+          plan.exact === undefined || this.buffer.active
+            ? undefined
+            : this.#runtime.publisher.hold(predictEvents(plan.exact))
+        let captured: CapturedWrite<R>
+        try {
+          captured = await capturing
+        } catch (error) {
+          this.#runtime.publisher.abort(held)
+          throw error
+        }
+        await this.#record([...captured.events, ...plan.events], held)
         return captured.result
       }
     }
@@ -196,11 +210,14 @@ export class CaptureConnection implements DatabaseConnection {
     await this.#runtime.publisher.publish(committed)
   }
 
-  /** Events of a successful statement: into the open transaction, or published now (autocommit). */
-  async #record(events: ReadonlyArray<InvalidationEvent>): Promise<void> {
-    if (events.length === 0) return
-    if (this.buffer.active) this.buffer.record(events)
-    else await this.#runtime.publisher.publish(events)
+  /**
+   * Events of a successful statement: into the open transaction, or published now (autocommit), through the
+   * statement's hold when it has one.
+   */
+  async #record(events: ReadonlyArray<InvalidationEvent>, held?: PendingHold): Promise<void> {
+    if (this.buffer.active) {
+      if (events.length > 0) this.buffer.record(events)
+    } else await this.#runtime.publisher.publish(events, held)
   }
 
   /**

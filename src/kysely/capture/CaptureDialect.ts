@@ -37,8 +37,10 @@ import type { DatabaseIntrospector, Dialect, DialectAdapter, Driver, Kysely, Que
 import type { InvalidationEvent } from "../InvalidationEvent.ts"
 import { detectCapabilities } from "./Capabilities.ts"
 import { CaptureDriver } from "./CaptureDriver.ts"
-import { Publisher } from "./Publisher.ts"
+import { Publisher, type WriteHold } from "./Publisher.ts"
 import { TableKeysCache } from "./TableKeys.ts"
+
+export type { WriteHold }
 
 /**
  * How `captureWrites` reports writes.
@@ -54,6 +56,14 @@ export interface CaptureOptions {
   readonly mode?: "sync" | "async"
   /** publish failures never fail the write; they are reported here (default: console.error with the events). */
   readonly onPublishError?: (error: unknown, events: ReadonlyArray<InvalidationEvent>) => void
+  /**
+   * Sync mode only, optional: called with the events a unit of work is about to commit, concurrently with its
+   * COMMIT (a transaction's buffered events) or with the write itself (an autocommit write, the rows its WHERE or
+   * VALUES pin). Once the unit of work committed, the hold's `commit` is called with its events instead of
+   * `publish`; after a ROLLBACK or a failed write, its `abort`. Resolving to undefined (or rejecting) falls back
+   * to `publish`.
+   */
+  readonly hold?: (events: ReadonlyArray<InvalidationEvent>) => Promise<WriteHold | undefined>
 }
 
 /**

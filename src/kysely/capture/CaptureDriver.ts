@@ -5,8 +5,8 @@
  * wrapped driver with the buffer kept in step:
  *
  * - `beginTransaction` opens the connection's buffer once BEGIN succeeded;
- * - `commitTransaction` publishes the buffer once COMMIT succeeded, and drops it when COMMIT failed (PostgreSQL's
- *   `AbortedTransactionError` included);
+ * - `commitTransaction` holds the buffer's events while COMMIT runs (see `Publisher.hold`), publishes them once
+ *   COMMIT succeeded, and drops them when COMMIT failed (PostgreSQL's `AbortedTransactionError` included);
  * - `rollbackTransaction` drops it;
  * - savepoints open, fold and drop the buffer's frames once the savepoint command succeeded.
  *
@@ -60,13 +60,16 @@ export class CaptureDriver implements Driver {
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const capture = unwrap(connection)
+    // What the transaction wrote is known before COMMIT: hold it while COMMIT runs.
+    const held = this.#runtime.publisher.hold(capture.buffer.pending())
     try {
       await this.#driver.commitTransaction(capture.inner)
     } catch (error) {
       capture.buffer.discard()
+      this.#runtime.publisher.abort(held)
       throw error
     }
-    await this.#runtime.publisher.publish(capture.buffer.commit())
+    await this.#runtime.publisher.publish(capture.buffer.commit(), held)
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {

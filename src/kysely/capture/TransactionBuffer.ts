@@ -60,9 +60,14 @@ export class TransactionBuffer {
     this.#frames[index]!.events.length = 0
   }
 
+  /** Every event of the transaction so far, the buffer left as it is (what a COMMIT about to run will publish). */
+  pending(): ReadonlyArray<InvalidationEvent> {
+    return this.#frames.flatMap((frame) => frame.events)
+  }
+
   /** COMMIT succeeded: every event of the transaction, and the buffer is closed. */
   commit(): ReadonlyArray<InvalidationEvent> {
-    const events = this.#frames.flatMap((frame) => frame.events)
+    const events = this.pending()
     this.#frames = []
     return events
   }

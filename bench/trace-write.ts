@@ -1,0 +1,113 @@
+/**
+ * Where the time of one captured write goes, on the real PostgreSQL and Redis: every Redis command and every
+ * PostgreSQL query of a single-row update is timestamped (sent, answered) relative to the call, and the median of
+ * each mark over a few hundred updates is printed, for bare Kysely and for `Database.layer` in sync mode.
+ *
+ * Run: `node bench/trace-write.ts` (PostgreSQL on 127.0.0.1:5432, Redis on 6379).
+ */
+import { Layer, ManagedRuntime, Schema } from "effect"
+import { Redis } from "ioredis"
+import { Kysely, PostgresDialect } from "kysely"
+import pg from "pg"
+import { CachemeConfig, CacheStore, Node } from "../src/index.ts"
+import { Database, TableInvalidNode } from "../src/kysely/index.ts"
+
+const table = `trace_write_${process.pid}`
+const prefix = `bench:trace:${process.pid}:`
+const url = process.env.CACHEME_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
+const pool = () => new pg.Pool({ connectionString: url, max: 2 })
+
+const marks: Array<[string, number]> = []
+const counts: Record<string, number> = {}
+const mark = (what: string) => marks.push([what, performance.now()])
+const numbered = (name: string) => {
+  counts[name] = (counts[name] ?? 0) + 1
+  return `${name}#${counts[name]}`
+}
+
+const pgQuery = pg.Client.prototype.query
+pg.Client.prototype.query = function (this: pg.Client, ...args: Array<unknown>) {
+  const name = numbered("pg")
+  mark(`pg> ${name}`)
+  const result = (pgQuery as (...args: Array<unknown>) => unknown).apply(this, args)
+  if (result instanceof Promise)
+    result.then(
+      () => mark(`pg< ${name}`),
+      () => {}
+    )
+  return result
+} as typeof pg.Client.prototype.query
+
+const redis = new Redis(process.env.CACHEME_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379")
+const sendCommand = redis.sendCommand.bind(redis)
+redis.sendCommand = ((command: { name: string; promise: Promise<unknown> }, stream?: unknown) => {
+  const name = numbered(command.name)
+  mark(`redis> ${name}`)
+  command.promise.then(
+    () => mark(`redis< ${name}`),
+    () => {}
+  )
+  return (sendCommand as (command: unknown, stream?: unknown) => unknown)(command, stream)
+}) as typeof redis.sendCommand
+
+const setup = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
+await setup.schema
+  .createTable(table)
+  .addColumn("id", "integer", (c) => c.primaryKey())
+  .addColumn("name", "text")
+  .execute()
+await setup
+  .insertInto(table)
+  .values(Array.from({ length: 100 }, (_, i) => ({ id: i + 1, name: "x" })))
+  .execute()
+const Row = TableInvalidNode.make("trace-row", { table, fields: { id: Schema.Number } })
+Node.make("trace-row-name", {
+  fields: { id: Schema.Number },
+  value: Schema.String,
+  invalidatedBy: ({ id }) => [Row.make({ id })]
+})
+
+const runtime = ManagedRuntime.make(
+  Database.layer({ dialect: new PostgresDialect({ pool: pool() }) }).pipe(
+    Layer.provideMerge(CacheStore.layerRedis({ client: redis, prefix })),
+    Layer.provideMerge(CachemeConfig.layer({ prefix })),
+    Layer.orDie
+  )
+)
+const wrapped = (await runtime.runPromise(Database.Database)).db
+const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
+
+const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
+
+const trace = async (label: string, db: Kysely<any>) => {
+  const write = (i: number) =>
+    db
+      .updateTable(table)
+      .set({ name: `${label}${i}` })
+      .where("id", "=", (i % 100) + 1)
+      .execute()
+  for (let i = 0; i < 300; i++) await write(i)
+  const samples = new Map<string, Array<number>>()
+  for (let i = 0; i < 300; i++) {
+    marks.length = 0
+    for (const name of Object.keys(counts)) delete counts[name]
+    const start = performance.now()
+    await write(i)
+    mark("resolved")
+    for (const [what, at] of marks) samples.set(what, [...(samples.get(what) ?? []), at - start])
+  }
+  console.log(`--- ${label}`)
+  for (const [what, xs] of [...samples].sort((a, b) => median(a[1]) - median(b[1]))) {
+    if (xs.length < 150) continue
+    console.log(`${what.padEnd(18)} ${(median(xs) * 1000).toFixed(0).padStart(6)} us`)
+  }
+}
+
+for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
+  await trace("bare", bare)
+  await trace("wrapped sync", wrapped)
+}
+await runtime.dispose()
+await setup.schema.dropTable(table).execute()
+await Promise.all([setup.destroy(), bare.destroy()])
+redis.disconnect()
