@@ -75,17 +75,21 @@ await bare
 
 /** Invalidated groups, timestamped as the store answered: the latency phase waits on them. */
 const waiters = new Map<string, (at: number) => void>()
-const listener = Layer.succeed(Invalidation.Listener, (event: Invalidation.Event) =>
-  Effect.sync(() => {
-    const waiter = waiters.get(event.value)
-    if (waiter !== undefined) {
-      waiters.delete(event.value)
-      waiter(performance.now())
-    }
-  })
-)
+/** Invalidations reported per mode: async writes do not wait for theirs, so the phase counts what is left. */
+const reported = { sync: 0, async: 0 }
+const listener = (mode: "sync" | "async") =>
+  Layer.succeed(Invalidation.Listener, (event: Invalidation.Event) =>
+    Effect.sync(() => {
+      reported[mode] += 1
+      const waiter = waiters.get(event.value)
+      if (waiter !== undefined) {
+        waiters.delete(event.value)
+        waiter(performance.now())
+      }
+    })
+  )
 
-const redis = new Redis(REDIS_URL)
+const redis = new Redis(REDIS_URL, { enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING === "1" })
 const store = CacheStore.layerRedis({ client: redis, prefix }).pipe(
   Layer.provideMerge(CachemeConfig.layer({ prefix })),
   Layer.orDie
@@ -94,7 +98,7 @@ const wrappedRuntime = (mode: "sync" | "async") =>
   ManagedRuntime.make(
     Database.layer({ dialect: new PostgresDialect({ pool: pool() }), mode }).pipe(
       Layer.provideMerge(store),
-      Layer.provide(listener),
+      Layer.provide(listener(mode)),
       Layer.orDie
     )
   )
@@ -287,24 +291,24 @@ const variants = (mode: "sequential" | "concurrent"): ReadonlyArray<Variant> => 
   ]
 }
 
-/** Writes of the three wrapped variants in one phase, warm-up rounds included (one group invalidation each). */
-const wrappedWrites = (mode: "sequential" | "concurrent") =>
-  3 * (ROUNDS + WARMUP_ROUNDS) * (mode === "sequential" ? SEQUENTIAL_OPS : CALLERS * PER_CALLER)
+/** Writes of one wrapped variant in one phase, warm-up rounds included (one group invalidation each). */
+const writesPerVariant = (mode: "sequential" | "concurrent") =>
+  (ROUNDS + WARMUP_ROUNDS) * (mode === "sequential" ? SEQUENTIAL_OPS : CALLERS * PER_CALLER)
 
 const throughput: Record<string, unknown> = {}
 for (const mode of ["sequential", "concurrent"] as const) {
   const callsBefore = await commandCalls()
+  const asyncBefore = reported.async
   const comparison = await compare(variants(mode))
   // Async writes do not wait for their invalidations: count what is still queued, then let it drain.
   const drained = performance.now()
-  let callsAfter = await commandCalls()
-  const backlog = wrappedWrites(mode) - ((callsAfter.zcard ?? 0) - (callsBefore.zcard ?? 0))
-  for (let last = -1; (callsAfter.zcard ?? 0) !== last; ) {
-    last = callsAfter.zcard ?? 0
+  const backlog = writesPerVariant(mode) - (reported.async - asyncBefore)
+  for (let last = -1; reported.async !== last; ) {
+    last = reported.async
     await new Promise((resolve) => setTimeout(resolve, 200))
-    callsAfter = await commandCalls()
   }
   const drainMs = performance.now() - drained - 200
+  const callsAfter = await commandCalls()
   const ratios = Object.fromEntries(
     [...comparison.summaries.keys()].filter((name) => name !== BARE).map((name) => [name, comparison.ratio(name, BARE)])
   )
@@ -325,13 +329,11 @@ for (const mode of ["sequential", "concurrent"] as const) {
       ]
     })
   )
-  // INFO commandstats is server-wide: only the commands no other benchmark client sends are counted.
-  const redisCalls = Object.fromEntries(
-    ["zcard", "zpopmin"].map((name) => [
-      name,
-      ((callsAfter[name] ?? 0) - (callsBefore[name] ?? 0)) / wrappedWrites(mode)
-    ])
-  )
+  // INFO commandstats is server-wide; nothing else talks to this Redis during the phase. Every store command
+  // of a write is a script (EVALSHA): a hold and its release in sync mode, one set invalidation in async mode.
+  const redisCalls = {
+    evalsha: ((callsAfter.evalsha ?? 0) - (callsBefore.evalsha ?? 0)) / (3 * writesPerVariant(mode))
+  }
   console.log(
     `Redis commands per wrapped write: ${JSON.stringify(redisCalls)}; async invalidations still queued when the ` +
       `phase ended: ${Math.max(0, backlog)} (drained in ~${Math.max(0, Math.round(drainMs))} ms)`
@@ -430,13 +432,21 @@ const emptyEvent = (i: number) => [
 const steps: ReadonlyArray<readonly [string, (i: number) => Promise<unknown>]> = [
   ["redisPing", () => redis.ping()],
   [
-    "storeInvalidateSetEmpty",
+    "storeHold",
     (i) =>
       syncRuntime.runPromise(
-        Effect.flatMap(CacheStore.CacheStore, (cache) => cache.invalidateSet(`g:bench-empty-${i}`, "hard"))
+        Effect.flatMap(CacheStore.CacheStore, (cache) => cache.hold([`g:bench-empty-${i}`], `bench-${i}`, 30_000))
       )
   ],
-  ["invalidatorInvalidate", (i) => syncRuntime.runPromise(Invalidator.invalidate(emptyEvent(i)))],
+  [
+    "invalidatorHoldAndCommit",
+    (i) =>
+      syncRuntime.runPromise(
+        Effect.flatMap(Invalidator.Invalidator, (inv) =>
+          Effect.flatMap(inv.hold(emptyEvent(i)), (hold) => hold?.commit(emptyEvent(i)) ?? Effect.void)
+        )
+      )
+  ],
   [
     "publishAndWait",
     (i) => syncRuntime.runPromise(Effect.flatMap(Invalidator.Invalidator, (inv) => inv.publishAndWait(emptyEvent(i))))
@@ -452,17 +462,17 @@ for (let i = -200; i < BREAKDOWN_OPS; i++) {
   }
 }
 const breakdown = Object.fromEntries(steps.map(([name], index) => [name, stat(stepSamples[index]!)])) as Record<
-  "redisPing" | "storeInvalidateSetEmpty" | "invalidatorInvalidate" | "publishAndWait",
+  "redisPing" | "storeHold" | "invalidatorHoldAndCommit" | "publishAndWait",
   ReturnType<typeof stat>
 >
 printTable(
-  "Where sync mode's added time goes (one group, nobody registered in it)",
+  "What sync mode adds, one group nobody is registered in (a hold runs beside the write; publishAndWait after it)",
   ["step", "p50 us", "p99 us"],
   [
     ["Redis PING round trip", breakdown.redisPing],
-    ["store.invalidateSet (ZCARD, then ZPOPMIN)", breakdown.storeInvalidateSetEmpty],
-    ["+ resolve, retry, Listener (Invalidator.invalidate)", breakdown.invalidatorInvalidate],
-    ["+ PubSub hop to the resolver fiber (publishAndWait)", breakdown.publishAndWait]
+    ["store.hold (one script)", breakdown.storeHold],
+    ["+ resolve, Listener, commit (Invalidator.hold)", breakdown.invalidatorHoldAndCommit],
+    ["publishAndWait (rows not known before COMMIT)", breakdown.publishAndWait]
   ].map(([name, s]) => {
     const row = s as ReturnType<typeof stat>
     return [name as string, us(row.p50Us), us(row.p99Us)]

@@ -77,6 +77,14 @@ const runtime = ManagedRuntime.make(
   )
 )
 const wrapped = (await runtime.runPromise(Database.Database)).db
+const asyncRuntime = ManagedRuntime.make(
+  Database.layer({ dialect: fakeDialect, mode: "async" }).pipe(
+    Layer.provideMerge(CacheStore.layerMemory()),
+    Layer.provideMerge(CachemeConfig.layer({})),
+    Layer.orDie
+  )
+)
+const wrappedAsync = (await asyncRuntime.runPromise(Database.Database)).db
 
 let version = 0
 const update = (db: Kysely<any>, id: number) =>
@@ -101,9 +109,11 @@ const onlyArg = process.argv[3]
 const variants: Array<[string, Kysely<any>]> = [
   ["bare", bare],
   ["capture only", captureOnly],
-  ["wrapped sync", wrapped]
+  ["wrapped sync", wrapped],
+  ["wrapped async", wrappedAsync]
 ]
 for (const [label, db] of variants) if (onlyArg === undefined || onlyArg === label) await measure(label, db)
 await runtime.dispose()
+await asyncRuntime.dispose()
 void Effect.void
 void Memo

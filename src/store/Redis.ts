@@ -293,6 +293,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     const releaseHold = (sets: ReadonlyArray<string>, token: string) =>
       run("releaseHold", async () => {
+        // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy
+        // host) goes out on the next turn of the event loop, once the write has resolved to its caller.
+        await new Promise((resolve) => setImmediate(resolve))
         const member = Scripts.holdMember(token)
         const live = await Promise.all(sets.map((set) => client.cachemeReleaseHold(setKey(set), member)))
         // A load may have been stored after a hold lapsed.

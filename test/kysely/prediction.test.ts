@@ -6,7 +6,7 @@
 import { describe, expect, test } from "@effect/vitest"
 import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql } from "kysely"
 import type { RootOperationNode } from "kysely"
-import { predictEvents } from "../../src/kysely/capture/Prediction.ts"
+import { isCertain, predictEvents } from "../../src/kysely/capture/Prediction.ts"
 import { planStatement } from "../../src/kysely/capture/StatementAnalysis.ts"
 
 const db = new Kysely<any>({
@@ -111,5 +111,20 @@ describe("predictEvents", () => {
           .onConflict((oc) => oc.doNothing())
       )
     ).toEqual([{ operation: "insert", rows: [{ id: 1 }] }])
+  })
+
+  test("isCertain: numbers on PostgreSQL and SQLite only", () => {
+    const events = (rows: ReadonlyArray<Record<string, unknown>>) => [
+      { table: "t", operation: "update" as const, rows, wholeTable: false }
+    ]
+    expect(isCertain(events([{ id: 1 }, { id: 2n }]), "postgres")).toBe(true)
+    expect(isCertain(events([{ id: 1, team: 2 }]), "sqlite")).toBe(true)
+    expect(isCertain(events([{ id: 1 }]), "mysql")).toBe(false)
+    expect(isCertain(events([{ id: 1 }]), "generic")).toBe(false)
+    expect(isCertain(events([{ id: "1" }]), "postgres")).toBe(false)
+    expect(isCertain(events([{ id: 1, email: "a@x" }]), "postgres")).toBe(false)
+    expect(isCertain(events([{ id: null }]), "postgres")).toBe(false)
+    expect(isCertain(events([{ id: Number.NaN }]), "postgres")).toBe(false)
+    expect(isCertain([], "postgres")).toBe(false)
   })
 })

@@ -30,7 +30,7 @@ import { captureInsert } from "./CaptureInsert.ts"
 import { captureMerge } from "./CaptureMerge.ts"
 import { captureUpdate } from "./CaptureUpdate.ts"
 import { wholeTableEvent } from "./Events.ts"
-import { predictEvents } from "./Prediction.ts"
+import { isCertain, predictEvents } from "./Prediction.ts"
 import type { PendingHold, Publisher } from "./Publisher.ts"
 import {
   type ExactWrite,
@@ -126,16 +126,18 @@ export class CaptureConnection implements DatabaseConnection {
       case "Script":
         return this.#executeScript<R>(compiledQuery, plan.steps, options)
       case "Write": {
-        // An autocommit write whose rows its statement pins is held while it runs (see `Publisher.hold`).
-        // The statement goes out first: the hold's work then overlaps the database's.
+        const exact = plan.exact
+        const predicted = exact === undefined ? [] : predictEvents(exact)
+        // The statement goes out first: the hold's work then overlaps the database's. A certain prediction is the
+        // write's events: no RETURNING, no reads around the write.
         const capturing =
-          plan.exact === undefined
-            ? this.inner.executeQuery<R>(compiledQuery, options).then((result) => ({ result, events: [] }))
-            : this.#captureExact<R>(plan.exact, compiledQuery, options)
-        const held =
-          plan.exact === undefined || this.buffer.active
-            ? undefined
-            : this.#runtime.publisher.hold(predictEvents(plan.exact))
+          exact === undefined || isCertain(predicted, this.#runtime.capabilities.flavor)
+            ? this.inner
+                .executeQuery<R>(compiledQuery, options)
+                .then((result) => ({ result, events: result.numAffectedRows === 0n ? [] : predicted }))
+            : this.#captureExact<R>(exact, compiledQuery, options)
+        // An autocommit write whose rows its statement pins is held while it runs (see `Publisher.hold`).
+        const held = predicted.length === 0 || this.buffer.active ? undefined : this.#runtime.publisher.hold(predicted)
         let captured: CapturedWrite<R>
         try {
           captured = await capturing

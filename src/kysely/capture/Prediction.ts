@@ -9,7 +9,8 @@
  *
  * A prediction lets the cache hold the groups concurrently with the write. The rows the write reports once it
  * ran still decide what is invalidated (what the prediction missed is invalidated after the commit), so a
- * prediction only has to be cheap: anything unusual predicts nothing.
+ * prediction only has to be cheap: anything unusual predicts nothing. A prediction that {@link isCertain} is
+ * the write's events: the write then runs as it is, without RETURNING or reads around it.
  *
  * @internal
  */
@@ -29,6 +30,7 @@ import type { OperationNode } from "kysely"
 import type { InvalidationEvent } from "../InvalidationEvent.ts"
 import { assignments, keepsPlainValue, valueAfter } from "./Assignments.ts"
 import { type CapturedRow, projectRow, rowEvents } from "./Events.ts"
+import type { SqlFlavor } from "./Capabilities.ts"
 import type { ExactWrite, WriteTarget } from "./StatementAnalysis.ts"
 
 /** Most rows a prediction lists (the product of the `in` lists): past it, predicting is not worth it. */
@@ -80,6 +82,22 @@ export const predictEvents = (exact: ExactWrite): ReadonlyArray<InvalidationEven
       return NOTHING
   }
 }
+
+/**
+ * Whether predicted events name the keys exactly as the database stores them, so that they can stand for the
+ * rows the write reports. On PostgreSQL and SQLite, a number (or bigint) equals a column's value only when it
+ * is that value, whatever the column's type (a text column compares the number's text); MySQL compares `'05'`
+ * and `5` as equal, and a string may meet a case-insensitive collation anywhere, so neither qualifies. The
+ * predicted rows may include rows that do not exist: invalidating their groups costs a reload, never a stale
+ * value.
+ */
+export const isCertain = (events: ReadonlyArray<InvalidationEvent>, flavor: SqlFlavor): boolean =>
+  (flavor === "postgres" || flavor === "sqlite") &&
+  events.length > 0 &&
+  events.every((event) => event.rows.every((row) => Object.values(row).every(isExactKey)))
+
+const isExactKey = (value: unknown): boolean =>
+  typeof value === "bigint" || (typeof value === "number" && Number.isFinite(value))
 
 /** The values of a list of plain value nodes; undefined when one is an expression. */
 const plainValues = (nodes: ReadonlyArray<OperationNode>): ReadonlyArray<unknown> | undefined => {

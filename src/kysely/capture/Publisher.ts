@@ -47,13 +47,18 @@ export class Publisher {
     this.#options = options
   }
 
+  /** Whether units of work are held before they commit (sync mode with a `hold` option). */
+  get holds(): boolean {
+    return this.#options.hold !== undefined && this.#options.mode !== "async"
+  }
+
   /**
    * Starts holding what `events` reach, before the unit of work that will commit them does; undefined when
    * there is nothing to hold or holds are off (async mode, no `hold` option).
    */
   hold(events: ReadonlyArray<InvalidationEvent>): PendingHold | undefined {
     const hold = this.#options.hold
-    if (hold === undefined || events.length === 0 || this.#options.mode === "async") return undefined
+    if (hold === undefined || events.length === 0 || !this.holds) return undefined
     const coalesced = coalesceEvents(events)
     return hold(coalesced).catch((error: unknown) => {
       this.#report(error, coalesced)
@@ -73,17 +78,19 @@ export class Publisher {
   publish(events: ReadonlyArray<InvalidationEvent>, pending?: PendingHold): Promise<void> {
     if (pending === undefined && events.length === 0) return Promise.resolve()
     const coalesced = Object.freeze([...coalesceEvents(events)])
-    const delivery =
-      pending === undefined
-        ? this.#deliver(coalesced, this.#options.publish)
-        : pending.then((hold) =>
-            hold === undefined
-              ? coalesced.length === 0
-                ? undefined
-                : this.#deliver(coalesced, this.#options.publish)
-              : this.#deliver(coalesced, hold.commit)
-          )
-    return this.#options.mode === "async" ? Promise.resolve() : delivery
+    if (this.#options.mode === "async") {
+      // Nothing waits: the publishing (and the socket writes it makes) starts once the write has resolved.
+      setImmediate(() => void this.#deliver(coalesced, this.#options.publish))
+      return Promise.resolve()
+    }
+    if (pending === undefined) return this.#deliver(coalesced, this.#options.publish)
+    return pending.then((hold) =>
+      hold === undefined
+        ? coalesced.length === 0
+          ? undefined
+          : this.#deliver(coalesced, this.#options.publish)
+        : this.#deliver(coalesced, hold.commit)
+    )
   }
 
   /** Never rejects: a failure of `publish` (thrown or rejected) is reported, as is a failure of the reporter. */
