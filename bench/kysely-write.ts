@@ -8,8 +8,10 @@
  *    different cut of the same write so the gap can be read off:
  *    - `bare`: Kysely over its own pool, as a Promise.
  *    - `bare in Effect`: the same inside `Effect.tryPromise`, one long-running program (Effect's own cost).
- *    - `capture only`: `captureWrites` with a no-op publish: RETURNING injected and split back out, no cache.
- *    - `wrapped sync`: the layer's Kysely as a Promise; the write resolves after the group was invalidated.
+ *    - `capture only`: `captureWrites` with a no-op publish, no cache (this update pins its row with a number, so
+ *      it runs without RETURNING: see `Prediction.isCertain`).
+ *    - `wrapped sync`: the layer's Kysely as a Promise; the write resolves after the group was invalidated (held
+ *      beside the statement: see docs/kysely.md, "Holds").
  *    - `wrapped sync, Database.query`: the same through `Database.query` in one program (the real API).
  *    - `wrapped async`: the layer in `async` mode (the write does not wait for the invalidation).
  * 2. Commit-to-invalidated latency: a cached entry of the written row exists; the update runs in a transaction;
@@ -17,8 +19,12 @@
  *    (an `Invalidation.Listener` timestamps it). Also the COMMIT's own latency, bare and wrapped (in sync mode
  *    the invalidation is inside it: that is the added write latency).
  *
+ * 3. What sync mode adds, step by step (Redis PING, a hold, the Invalidator around it, and the post-COMMIT path of
+ *    writes whose rows are not known before they commit).
+ *
  * Run: `node_modules/.bin/node bench/kysely-write.ts` (PostgreSQL on 127.0.0.1:5432, Redis on 6379; override
- * with CACHEME_BENCH_PG_URL / CACHEME_BENCH_REDIS_URL). Writes bench/results/kysely-write.json. About a minute.
+ * with CACHEME_BENCH_PG_URL / CACHEME_BENCH_REDIS_URL; CACHEME_BENCH_AUTOPIPELINING=1 turns on ioredis'
+ * auto-pipelining). Writes bench/results/kysely-write.json. About two minutes.
  */
 import { readFileSync } from "node:fs"
 import { mkdir, writeFile } from "node:fs/promises"
