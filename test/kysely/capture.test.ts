@@ -823,7 +823,7 @@ for (const d of DIALECTS) {
     })
 
     describe("writes whose statement pins their rows by number", () => {
-      it("run as they are on PostgreSQL and SQLite (no RETURNING, no reads): the events come from the statement", async () => {
+      it("run as they are (no RETURNING, no reads): the events come from the statement", async () => {
         const log: Array<string> = []
         const g = await openFixture(d, { wrap: loggingSql(log) })
         try {
@@ -833,35 +833,34 @@ for (const d of DIALECTS) {
           // Nothing matched: nothing to publish.
           await g.db.deleteFrom(g.notes).where("a", "=", 9).where("b", "=", 9).execute()
           const statements = log.filter((sql) => sql.includes(g.notes) && !/^(create|drop)/.test(sql))
-          if (d.supports.returning) {
-            // The rows the WHERE names, whether they exist or not (a=7): a reload at worst, never a stale value.
-            expect(g.batches).toEqual([
-              [event(g.notes, "insert", [{ a: 1, b: 2 }])],
-              [
-                event(g.notes, "update", [
-                  { a: 1, b: 2 },
-                  { a: 1, b: 3 }
-                ])
-              ],
-              [
-                event(g.notes, "delete", [
-                  { a: 1, b: 3 },
-                  { a: 7, b: 3 }
-                ])
-              ]
-            ])
-            expect(statements).toEqual([
-              expect.stringMatching(/^insert/),
-              expect.stringMatching(/^update/),
-              expect.stringMatching(/^delete/),
-              expect.stringMatching(/^delete/)
-            ])
-            expect(statements.filter((sql) => sql.includes("returning"))).toEqual([])
-          } else {
-            // MariaDB compares '05' and 5 as equal: the rows are read as usual.
-            expect(statements.some((sql) => sql.startsWith("select"))).toBe(true)
-          }
-          // A string key may meet a collation: read back with RETURNING where there is one.
+          // The rows the WHERE names, whether they exist or not (a=7): a reload at worst, never a stale value. On
+          // MariaDB only because a and b are integer columns (it compares '05' and 5 as equal).
+          expect(g.batches).toEqual([
+            [event(g.notes, "insert", [{ a: 1, b: 2 }])],
+            [
+              event(g.notes, "update", [
+                { a: 1, b: 2 },
+                { a: 1, b: 3 }
+              ])
+            ],
+            [
+              event(g.notes, "delete", [
+                { a: 1, b: 3 },
+                { a: 7, b: 3 }
+              ])
+            ]
+          ])
+          // MariaDB outside strict mode clamps out-of-range values: there only the delete's keys come from its WHERE
+          // alone, the insert and the update (which assigns b) are read back as usual.
+          expect(statements.filter((sql) => !sql.startsWith("select"))).toEqual([
+            expect.stringMatching(/^insert/),
+            expect.stringMatching(/^update/),
+            expect.stringMatching(/^delete/),
+            expect.stringMatching(/^delete/)
+          ])
+          expect(statements.filter((sql) => sql.startsWith("select")).length).toBe(d.supports.returning ? 0 : 1)
+          expect(statements.filter((sql) => sql.includes("returning"))).toEqual([])
+          // A string key may meet a collation: read back (RETURNING, or a select on MariaDB).
           log.length = 0
           await g.db
             .updateTable(g.users)
@@ -870,7 +869,9 @@ for (const d of DIALECTS) {
             .where("email", "=", "a@x")
             .where("team", "=", 1)
             .execute()
-          if (d.supports.returning) expect(log.some((sql) => sql.includes("returning"))).toBe(true)
+          expect(log.some((sql) => (d.supports.returning ? sql.includes("returning") : sql.startsWith("select")))).toBe(
+            true
+          )
         } finally {
           await g.close()
         }

@@ -30,7 +30,7 @@ import { captureInsert } from "./CaptureInsert.ts"
 import { captureMerge } from "./CaptureMerge.ts"
 import { captureUpdate } from "./CaptureUpdate.ts"
 import { wholeTableEvent } from "./Events.ts"
-import { isCertain, predictEvents } from "./Prediction.ts"
+import { hasIntegerKeys, isCertain, pinsOnly, predictEvents } from "./Prediction.ts"
 import type { PendingHold, Publisher } from "./Publisher.ts"
 import {
   type ExactWrite,
@@ -131,7 +131,7 @@ export class CaptureConnection implements DatabaseConnection {
         // The statement goes out first: the hold's work then overlaps the database's. A certain prediction is the
         // write's events: no RETURNING, no reads around the write.
         const capturing =
-          exact === undefined || isCertain(predicted, this.#runtime.capabilities.flavor)
+          exact === undefined || (await this.#isCertain(exact, predicted, options))
             ? this.inner
                 .executeQuery<R>(compiledQuery, options)
                 .then((result) => ({ result, events: result.numAffectedRows === 0n ? [] : predicted }))
@@ -149,6 +149,20 @@ export class CaptureConnection implements DatabaseConnection {
         return captured.result
       }
     }
+  }
+
+  /** Whether `predicted` are the write's events (see `Prediction.isCertain`); MySQL asks the catalog first. */
+  async #isCertain(
+    exact: ExactWrite,
+    predicted: ReadonlyArray<InvalidationEvent>,
+    options: AbortableOperationOptions | undefined
+  ): Promise<boolean> {
+    const { flavor } = this.#runtime.capabilities
+    if (flavor !== "mysql" || !hasIntegerKeys(predicted)) return isCertain(predicted, flavor)
+    // Outside strict mode MySQL clamps an out-of-range value it stores: only keys the WHERE pins are certain there.
+    if (!pinsOnly(exact)) return false
+    const keys = await this.#runtime.keys.get(this.inner, exact.target.tableNode, options)
+    return isCertain(predicted, flavor, keys.integerColumns)
   }
 
   /** Runs SQL text, then applies its transaction-control and write steps in order. */

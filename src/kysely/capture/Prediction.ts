@@ -28,7 +28,7 @@ import {
 } from "kysely"
 import type { OperationNode } from "kysely"
 import type { InvalidationEvent } from "../InvalidationEvent.ts"
-import { assignments, keepsPlainValue, valueAfter } from "./Assignments.ts"
+import { assignments, keepsPlainValue, mayAssign, valueAfter } from "./Assignments.ts"
 import { type CapturedRow, projectRow, rowEvents } from "./Events.ts"
 import type { SqlFlavor } from "./Capabilities.ts"
 import type { ExactWrite, WriteTarget } from "./StatementAnalysis.ts"
@@ -85,19 +85,41 @@ export const predictEvents = (exact: ExactWrite): ReadonlyArray<InvalidationEven
 
 /**
  * Whether predicted events name the keys exactly as the database stores them, so that they can stand for the
- * rows the write reports. On PostgreSQL and SQLite, a number (or bigint) equals a column's value only when it
- * is that value, whatever the column's type (a text column compares the number's text); MySQL compares `'05'`
- * and `5` as equal, and a string may meet a case-insensitive collation anywhere, so neither qualifies. The
+ * rows the write reports. Only integers (numbers or bigints) qualify: a string may meet a case-insensitive
+ * collation, a fraction a rounding column. On PostgreSQL and SQLite an integer equals a column's value only when
+ * it is that value, whatever the column's type (a text column compares the number's text); MySQL compares `'05'`
+ * and `5` as equal, so there every column must be of an integer type (`integerColumns`, from the catalog). The
  * predicted rows may include rows that do not exist: invalidating their groups costs a reload, never a stale
  * value.
  */
-export const isCertain = (events: ReadonlyArray<InvalidationEvent>, flavor: SqlFlavor): boolean =>
-  (flavor === "postgres" || flavor === "sqlite") &&
-  events.length > 0 &&
-  events.every((event) => event.rows.every((row) => Object.values(row).every(isExactKey)))
+export const isCertain = (
+  events: ReadonlyArray<InvalidationEvent>,
+  flavor: SqlFlavor,
+  integerColumns?: ReadonlyArray<string>
+): boolean => {
+  if (!hasIntegerKeys(events)) return false
+  if (flavor === "postgres" || flavor === "sqlite") return true
+  return (
+    flavor === "mysql" &&
+    integerColumns !== undefined &&
+    events.every((event) =>
+      event.rows.every((row) => Object.keys(row).every((column) => integerColumns.includes(column)))
+    )
+  )
+}
+
+/** Whether a write's predicted rows come from its WHERE alone (a delete, or an update leaving watched columns). */
+export const pinsOnly = (exact: ExactWrite): boolean =>
+  exact._tag === "Delete" ||
+  (exact._tag === "Update" &&
+    !exact.target.columns.some((column) => mayAssign(assignments(exact.node.updates), column)))
+
+/** Whether there are events and every value of their rows is an integer (number or bigint). */
+export const hasIntegerKeys = (events: ReadonlyArray<InvalidationEvent>): boolean =>
+  events.length > 0 && events.every((event) => event.rows.every((row) => Object.values(row).every(isExactKey)))
 
 const isExactKey = (value: unknown): boolean =>
-  typeof value === "bigint" || (typeof value === "number" && Number.isFinite(value))
+  typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value))
 
 /** The values of a list of plain value nodes; undefined when one is an expression. */
 const plainValues = (nodes: ReadonlyArray<OperationNode>): ReadonlyArray<unknown> | undefined => {

@@ -8,7 +8,8 @@
  *
  * - PostgreSQL: `pg_index` (unique, non-partial, non-expression indexes) of `to_regclass(table)`, so the search
  *   path applies to unqualified names.
- * - MySQL / MariaDB: `information_schema.statistics` and `.columns` in the table's schema or `database()`.
+ * - MySQL / MariaDB: `information_schema.statistics` and `.columns` in the table's schema or `database()`; the
+ *   integer columns too (see `Prediction.isCertain`).
  * - SQLite: `pragma_table_info` and `pragma_index_list` / `pragma_index_info`.
  *
  * @internal
@@ -23,9 +24,11 @@ export interface TableKeys {
   /** Every unique key, the primary key included, each in key order. */
   readonly uniqueKeys: ReadonlyArray<ReadonlyArray<string>>
   readonly autoIncrement: string | undefined
+  /** MySQL / MariaDB: the columns of an integer type (empty elsewhere: only MySQL needs them). */
+  readonly integerColumns: ReadonlyArray<string>
 }
 
-const NO_KEYS: TableKeys = { primaryKey: [], uniqueKeys: [], autoIncrement: undefined }
+const NO_KEYS: TableKeys = { primaryKey: [], uniqueKeys: [], autoIncrement: undefined, integerColumns: [] }
 
 type Row = Record<string, unknown>
 
@@ -100,7 +103,7 @@ const postgresKeys = async (query: Query, schema: string | undefined, name: stri
   )
   const primary = rows.find((row) => row.is_primary === true)
   const primaryKey = primary === undefined ? [] : (keys.get(String(primary.key_id)) ?? [])
-  return { primaryKey, uniqueKeys: [...keys.values()], autoIncrement: undefined }
+  return { primaryKey, uniqueKeys: [...keys.values()], autoIncrement: undefined, integerColumns: [] }
 }
 
 const mysqlKeys = async (query: Query, schema: string | undefined, name: string): Promise<TableKeys> => {
@@ -111,10 +114,10 @@ const mysqlKeys = async (query: Query, schema: string | undefined, name: string)
       order by index_name = 'PRIMARY' desc, index_name, seq_in_index`,
     [schema ?? null, name]
   )
-  const autoIncrementRows = await query(
-    `select column_name as column_name
+  const columnRows = await query(
+    `select column_name as column_name, data_type as data_type, extra as extra
        from information_schema.columns
-      where table_schema = coalesce(?, database()) and table_name = ? and extra like '%auto_increment%'`,
+      where table_schema = coalesce(?, database()) and table_name = ?`,
     [schema ?? null, name]
   )
   const keys = groupKeys(
@@ -122,13 +125,18 @@ const mysqlKeys = async (query: Query, schema: string | undefined, name: string)
     (row) => String(row.key_id),
     (row) => String(row.column_name)
   )
-  const autoIncrement = autoIncrementRows[0]?.column_name
+  const autoIncrement = columnRows.find((row) => String(row.extra).includes("auto_increment"))?.column_name
   return {
     primaryKey: keys.get("PRIMARY") ?? [],
     uniqueKeys: [...keys.values()],
-    autoIncrement: autoIncrement === undefined ? undefined : String(autoIncrement)
+    autoIncrement: autoIncrement === undefined ? undefined : String(autoIncrement),
+    integerColumns: columnRows
+      .filter((row) => INTEGER_TYPES.has(String(row.data_type).toLowerCase()))
+      .map((row) => String(row.column_name))
   }
 }
+
+const INTEGER_TYPES = new Set(["tinyint", "smallint", "mediumint", "int", "integer", "bigint"])
 
 const sqliteKeys = async (query: Query, schema: string | undefined, name: string): Promise<TableKeys> => {
   const database = schema ?? "main"
@@ -149,7 +157,7 @@ const sqliteKeys = async (query: Query, schema: string | undefined, name: string
   const uniqueKeys = [...keys.values()]
   // A rowid table's INTEGER PRIMARY KEY has no index of its own.
   if (primaryKey.length > 0 && !uniqueKeys.some((key) => sameColumns(key, primaryKey))) uniqueKeys.unshift(primaryKey)
-  return { primaryKey, uniqueKeys, autoIncrement: undefined }
+  return { primaryKey, uniqueKeys, autoIncrement: undefined, integerColumns: [] }
 }
 
 const sameColumns = (left: ReadonlyArray<string>, right: ReadonlyArray<string>) =>
