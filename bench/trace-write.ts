@@ -10,7 +10,7 @@ import { Redis } from "ioredis"
 import { Kysely, PostgresDialect } from "kysely"
 import pg from "pg"
 import { CachemeConfig, CacheStore, Node } from "../src/index.ts"
-import { Database, TableInvalidNode } from "../src/kysely/index.ts"
+import { captureWrites, Database, TableInvalidNode } from "../src/kysely/index.ts"
 
 const table = `trace_write_${process.pid}`
 const prefix = `bench:trace:${process.pid}:`
@@ -76,6 +76,12 @@ const runtime = ManagedRuntime.make(
 )
 const wrapped = (await runtime.runPromise(Database.Database)).db
 const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
+const captureOnly = new Kysely<any>({
+  dialect: captureWrites(new PostgresDialect({ pool: pool() }), {
+    watched: () => new Map([[table, ["id"]]]),
+    publish: async () => {}
+  })
+})
 
 const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
 
@@ -88,15 +94,23 @@ const trace = async (label: string, db: Kysely<any>) => {
       .execute()
   for (let i = 0; i < 300; i++) await write(i)
   const samples = new Map<string, Array<number>>()
+  const cpuBefore = process.cpuUsage()
   for (let i = 0; i < 300; i++) {
     marks.length = 0
     for (const name of Object.keys(counts)) delete counts[name]
     const start = performance.now()
     await write(i)
     mark("resolved")
-    for (const [what, at] of marks) samples.set(what, [...(samples.get(what) ?? []), at - start])
+    for (const [what, at] of marks) {
+      const list = samples.get(what)
+      if (list === undefined) samples.set(what, [at - start])
+      else list.push(at - start)
+    }
   }
-  console.log(`--- ${label}`)
+  const cpu = process.cpuUsage(cpuBefore)
+  console.log(
+    `--- ${label} (Node CPU per update: user ${(cpu.user / 300).toFixed(0)} us, system ${(cpu.system / 300).toFixed(0)} us)`
+  )
   for (const [what, xs] of [...samples].sort((a, b) => median(a[1]) - median(b[1]))) {
     if (xs.length < 150) continue
     console.log(`${what.padEnd(18)} ${(median(xs) * 1000).toFixed(0).padStart(6)} us`)
@@ -104,10 +118,11 @@ const trace = async (label: string, db: Kysely<any>) => {
 }
 
 for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
-  await trace("bare", bare)
+  if (process.env.ONLY !== "wrapped") await trace("bare", bare)
+  if (process.env.ONLY !== "wrapped") await trace("capture only", captureOnly)
   await trace("wrapped sync", wrapped)
 }
 await runtime.dispose()
 await setup.schema.dropTable(table).execute()
-await Promise.all([setup.destroy(), bare.destroy()])
+await Promise.all([setup.destroy(), bare.destroy(), captureOnly.destroy()])
 redis.disconnect()
