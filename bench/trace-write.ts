@@ -3,6 +3,10 @@
  * PostgreSQL query of a single-row update is timestamped (sent, answered) relative to the call, and the median of
  * each mark over a few hundred updates is printed, for bare Kysely and for `Database.layer` in sync mode.
  *
+ * Rows: bare Kysely, `captureWrites` alone, `Database.layer` in sync mode on Redis and on the memory store, and
+ * with `BESIDE=1` a bare update with the store's hold script sent to Redis beside it (and its release after): how
+ * much Redis work alone slows the database on this machine. `ROUNDS` (default 2) repeats the whole set.
+ *
  * Run: `node bench/trace-write.ts` (PostgreSQL on 127.0.0.1:5432, Redis on 6379).
  */
 import { Layer, ManagedRuntime, Schema } from "effect"
@@ -75,6 +79,14 @@ const runtime = ManagedRuntime.make(
   )
 )
 const wrapped = (await runtime.runPromise(Database.Database)).db
+const memoryRuntime = ManagedRuntime.make(
+  Database.layer({ dialect: new PostgresDialect({ pool: pool() }) }).pipe(
+    Layer.provideMerge(CacheStore.layerMemory()),
+    Layer.provideMerge(CachemeConfig.layer({ prefix })),
+    Layer.orDie
+  )
+)
+const wrappedMemory = (await memoryRuntime.runPromise(Database.Database)).db
 const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
 const captureOnly = new Kysely<any>({
   dialect: captureWrites(new PostgresDialect({ pool: pool() }), {
@@ -85,13 +97,14 @@ const captureOnly = new Kysely<any>({
 
 const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
 
-const trace = async (label: string, db: Kysely<any>) => {
-  const write = (i: number) =>
+const trace = async (label: string, db: Kysely<any>, beside?: (i: number) => Promise<unknown>) => {
+  const update = (i: number) =>
     db
       .updateTable(table)
       .set({ name: `${label}${i}` })
       .where("id", "=", (i % 100) + 1)
       .execute()
+  const write = beside === undefined ? update : (i: number) => Promise.all([update(i), beside(i)])
   for (let i = 0; i < 300; i++) await write(i)
   const samples = new Map<string, Array<number>>()
   const cpuBefore = process.cpuUsage()
@@ -120,9 +133,19 @@ const trace = async (label: string, db: Kysely<any>) => {
 for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
   if (process.env.ONLY !== "wrapped") await trace("bare", bare)
   if (process.env.ONLY !== "wrapped") await trace("capture only", captureOnly)
+  if (process.env.BESIDE === "1") {
+    const client = redis as unknown as Record<string, (...args: Array<unknown>) => Promise<unknown>>
+    await trace("bare, a hold script beside", bare, (i) =>
+      client.cachemeHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`, 30000, 100).then(() => {
+        setImmediate(() => void client.cachemeReleaseHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`))
+      })
+    )
+  }
   await trace("wrapped sync", wrapped)
+  if (process.env.ONLY !== "wrapped") await trace("wrapped sync, memory store", wrappedMemory)
 }
 await runtime.dispose()
+await memoryRuntime.dispose()
 await setup.schema.dropTable(table).execute()
 await Promise.all([setup.destroy(), bare.destroy(), captureOnly.destroy()])
 redis.disconnect()
