@@ -4,10 +4,14 @@
  * invalidation pipeline (memory store), per single-row update. It barely moves with other load on the machine,
  * which makes it the figure to compare before and after a change to src/kysely/.
  *
+ * `STORE=redis` uses the Redis store over a client whose scripts answer at once (no socket), for the store's own
+ * JavaScript.
+ *
  * Run: `node bench/profile-write.ts [seconds]`, or with a profile:
  * `node --cpu-prof --cpu-prof-dir=/tmp/cacheme-prof bench/profile-write.ts 6`.
  */
 import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import type { Redis } from "ioredis"
 import {
   type CompiledQuery,
   type DatabaseConnection,
@@ -69,9 +73,20 @@ const bare = new Kysely<any>({ dialect: fakeDialect })
 const captureOnly = new Kysely<any>({
   dialect: captureWrites(fakeDialect, { watched: () => new Map([[table, ["id"]]]), publish: async () => {} })
 })
+/** A Redis client whose scripts answer at once: the Redis store's own JavaScript without a socket. */
+const fakeRedis = {
+  defineCommand: () => {},
+  cachemeHold: () => Promise.resolve([]),
+  cachemeReleaseHold: () => Promise.resolve(1),
+  cachemePop: () => Promise.resolve([])
+} as unknown as Redis
+const store =
+  process.env.STORE === "redis"
+    ? CacheStore.layerRedis({ client: fakeRedis, prefix: "profile:" })
+    : CacheStore.layerMemory()
 const runtime = ManagedRuntime.make(
   Database.layer({ dialect: fakeDialect }).pipe(
-    Layer.provideMerge(CacheStore.layerMemory()),
+    Layer.provideMerge(store),
     Layer.provideMerge(CachemeConfig.layer({})),
     Layer.orDie
   )
@@ -99,6 +114,8 @@ const measure = async (label: string, db: Kysely<any>) => {
   let ops = 0
   while (performance.now() < until) {
     for (let i = 0; i < 200; i++) await update(db, (ops++ % 1000) + 1)
+    // Lets what waits for the next turn of the event loop run (the Redis store's hold releases).
+    await new Promise((resolve) => setImmediate(resolve))
   }
   const us = (seconds * 1e6) / ops
   console.log(`${label.padEnd(14)} ${us.toFixed(2).padStart(7)} us per update`)

@@ -43,7 +43,15 @@ export interface Event {
 }
 
 /**
- * Called after every invalidation; the default does nothing.
+ * The default {@link Listener}: does nothing (callers may skip building events for it).
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const noListener = (_event: Event): Effect.Effect<void> => Effect.void
+
+/**
+ * Called after every invalidation; the default is {@link noListener}.
  *
  * @category services
  * @since 0.1.0
@@ -51,7 +59,7 @@ export interface Event {
 export const Listener = Context.Reference<(event: Event) => Effect.Effect<void>>(
   "effect-cacheme/Invalidation/Listener",
   {
-    defaultValue: () => () => Effect.void
+    defaultValue: () => noListener
   }
 )
 

@@ -186,15 +186,6 @@ export const typed = <DB>() => ({
   transaction
 })
 
-/** table -> the union of the columns its groups read. */
-const watched = (): ReadonlyMap<string, ReadonlyArray<string>> => {
-  const map = new Map<string, ReadonlyArray<string>>()
-  for (const [table, nodes] of TableInvalidNode.byTable()) {
-    map.set(table, [...new Set(nodes.flatMap((node) => node.columns))])
-  }
-  return map
-}
-
 /**
  * Checks that every `TableInvalidNode` reads columns its table has. Tables that do not exist yet are skipped
  * (call it again after your migrations); the layer calls it at startup.
@@ -278,7 +269,7 @@ export const layer = (
           () =>
             new Kysely<any>({
               dialect: captureWrites(options.dialect, {
-                watched,
+                watched: TableInvalidNode.watchedColumns,
                 publish,
                 hold,
                 mode: options.mode ?? "sync",

@@ -174,8 +174,10 @@ export const listenerGrace = "5 seconds"
  */
 export const holdTtl = "30 seconds"
 
+/** Hold tokens: unique per process start, then a counter. */
+const tokenPrefix = `${process.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}.`
 let holds = 0
-const holdToken = () => `${process.pid}.${Date.now().toString(36)}.${(holds++).toString(36)}`
+const holdToken = () => tokenPrefix + (holds++).toString(36)
 
 /**
  * The pipeline, which lives as long as the layer.
@@ -205,7 +207,10 @@ export const layer = (
       yield* Effect.addFinalizer(() =>
         FiberSet.awaitEmpty(background).pipe(Effect.timeout(listenerGrace), Effect.ignore)
       )
-      const detached = (event: Invalidation.Event) => Effect.asVoid(FiberSet.run(background, listener(event)))
+      const detached =
+        listener === Invalidation.noListener
+          ? Invalidation.noListener
+          : (event: Invalidation.Event) => Effect.asVoid(FiberSet.run(background, listener(event)))
       const inBackground = <A, E>(effect: Effect.Effect<A, E>) => Effect.asVoid(FiberSet.run(background, effect))
 
       const published = (events: ReadonlyArray<InvalidationEvent>, resolution: Resolution) =>
@@ -246,9 +251,11 @@ export const layer = (
         return store.hold(sets, token, holdMillis).pipe(
           Effect.flatMap((counts) =>
             Effect.as(
-              Effect.forEach(targets, (target, i) =>
-                detached({ ...target, mode: "hard", count: counts[i] ?? 0, source: "kysely" })
-              ),
+              detached === Invalidation.noListener
+                ? Effect.void
+                : Effect.forEach(targets, (target, i) =>
+                    detached({ ...target, mode: "hard", count: counts[i] ?? 0, source: "kysely" })
+                  ),
               {
                 commit: (events) =>
                   Effect.andThen(

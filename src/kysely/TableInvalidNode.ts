@@ -86,6 +86,24 @@ const registry = new Map<string, Array<TableInvalidNode>>()
  */
 export const byTable = (): ReadonlyMap<string, ReadonlyArray<TableInvalidNode>> => registry
 
+/** Built from the registry when first asked for after a change (every write asks). */
+let columnsByTable: ReadonlyMap<string, ReadonlyArray<string>> | undefined
+
+/**
+ * Table -> the union of the columns its groups read: what write capture must report of each written row.
+ *
+ * @category getters
+ * @since 0.1.0
+ */
+export const watchedColumns = (): ReadonlyMap<string, ReadonlyArray<string>> => {
+  if (columnsByTable === undefined) {
+    const map = new Map<string, ReadonlyArray<string>>()
+    for (const [table, nodes] of registry) map.set(table, [...new Set(nodes.flatMap((node) => node.columns))])
+    columnsByTable = map
+  }
+  return columnsByTable
+}
+
 /**
  * Defines a group bound to `table`. Without `key`, the key is the name and the field values joined by `:`.
  * With no fields the group is table-wide (its one key is the name). Defining a group again under the same name
@@ -158,6 +176,7 @@ export const make = <const F extends Schema.Struct.Fields>(
   }
   const forTable = registry.get(options.table) ?? []
   registry.set(options.table, [...forTable.filter((other) => other.name !== name), node])
+  columnsByTable = undefined
   return node
 }
 

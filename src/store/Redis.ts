@@ -75,6 +75,11 @@ const commands: ReadonlyArray<readonly [keyof Commands, string]> = [
 /** How far this machine's clock may be behind Redis's before a stale value could pass for a fresh one. */
 const clockSkewMillis = 1000
 
+/** Resumes on the next turn of the event loop (after I/O callbacks and the promise jobs of the current one). */
+const nextTurn: Effect.Effect<void> = Effect.callback<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
+
 const defineCommands = (client: Redis | Cluster): Client => {
   const target = client as Client
   for (const [name, lua] of commands) {
@@ -291,16 +296,19 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         return Promise.all(sets.map((set, i) => drainSet(set, popped[i]!)))
       })
 
+    // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy host)
+    // goes out on the next turn of the event loop, once the write has resolved to its caller. The command's
+    // timeout starts when it is sent.
     const releaseHold = (sets: ReadonlyArray<string>, token: string) =>
-      run("releaseHold", async () => {
-        // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy
-        // host) goes out on the next turn of the event loop, once the write has resolved to its caller.
-        await new Promise((resolve) => setImmediate(resolve))
-        const member = Scripts.holdMember(token)
-        const live = await Promise.all(sets.map((set) => client.cachemeReleaseHold(setKey(set), member)))
-        // A load may have been stored after a hold lapsed.
-        await Promise.all(sets.filter((_, i) => live[i] === 0).map(invalidateSetHard))
-      })
+      Effect.andThen(
+        nextTurn,
+        run("releaseHold", async () => {
+          const member = Scripts.holdMember(token)
+          const live = await Promise.all(sets.map((set) => client.cachemeReleaseHold(setKey(set), member)))
+          // A load may have been stored after a hold lapsed.
+          await Promise.all(sets.filter((_, i) => live[i] === 0).map(invalidateSetHard))
+        })
+      )
 
     // A Cluster spreads keys over its masters: a scan walks them one after the other, and the cursor it hands
     // out is `<master index>:<that master's cursor>`.
