@@ -219,6 +219,8 @@ export const layer = (
       const afterCommit = (events: ReadonlyArray<InvalidationEvent>, held: ReadonlySet<string>) => {
         const resolution = resolve(events)
         const targets = targetsOf(resolution).filter((target) => !held.has(target.set))
+        // A write whose groups were all held has nothing left to wait for.
+        if (targets.length === 0) return published(events, resolution)
         return Effect.andThen(
           invalidateTargets(targets).pipe(
             Effect.provideService(Invalidation.Listener, detached),
