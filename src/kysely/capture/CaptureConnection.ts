@@ -130,8 +130,12 @@ export class CaptureConnection implements DatabaseConnection {
         const predicted = exact === undefined ? [] : predictEvents(exact)
         // The statement goes out first: the hold's work then overlaps the database's. A certain prediction is the
         // write's events: no RETURNING, no reads around the write.
+        const { flavor } = this.#runtime.capabilities
+        const certain =
+          exact !== undefined &&
+          (flavor === "mysql" ? await this.#isCertainOnMysql(exact, predicted, options) : isCertain(predicted, flavor))
         const capturing =
-          exact === undefined || (await this.#isCertain(exact, predicted, options))
+          exact === undefined || certain
             ? this.inner
                 .executeQuery<R>(compiledQuery, options)
                 .then((result) => ({ result, events: result.numAffectedRows === 0n ? [] : predicted }))
@@ -151,18 +155,16 @@ export class CaptureConnection implements DatabaseConnection {
     }
   }
 
-  /** Whether `predicted` are the write's events (see `Prediction.isCertain`); MySQL asks the catalog first. */
-  async #isCertain(
+  /** Whether `predicted` are the write's events on MySQL (see `Prediction.isCertain`): the catalog says. */
+  async #isCertainOnMysql(
     exact: ExactWrite,
     predicted: ReadonlyArray<InvalidationEvent>,
     options: AbortableOperationOptions | undefined
   ): Promise<boolean> {
-    const { flavor } = this.#runtime.capabilities
-    if (flavor !== "mysql" || !hasIntegerKeys(predicted)) return isCertain(predicted, flavor)
     // Outside strict mode MySQL clamps an out-of-range value it stores: only keys the WHERE pins are certain there.
-    if (!pinsOnly(exact)) return false
+    if (!hasIntegerKeys(predicted) || !pinsOnly(exact)) return false
     const keys = await this.#runtime.keys.get(this.inner, exact.target.tableNode, options)
-    return isCertain(predicted, flavor, keys.integerColumns)
+    return isCertain(predicted, "mysql", keys.integerColumns)
   }
 
   /** Runs SQL text, then applies its transaction-control and write steps in order. */
