@@ -194,7 +194,8 @@ export const layerMemory = (options: MemoryOptions = {}): Layer.Layer<CacheStore
 
 /**
  * A Redis store over `ioredis`: pass a `client` (a `Redis` or `Cluster` you own) or a `url` (the layer then
- * opens the connection and closes it with its scope). The key prefix comes from `CachemeConfig` unless given.
+ * opens the connection, with auto-pipelining so that the commands of one turn of the event loop share one socket
+ * write, and closes it with its scope; a client you pass in is used as it is configured). The key prefix comes from `CachemeConfig` unless given.
  *
  * **Example**
  *
