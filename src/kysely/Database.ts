@@ -252,7 +252,11 @@ export const layer = (
       const invalidator = yield* Invalidator.Invalidator
       const context = yield* Effect.context<never>()
       const run = Effect.runPromiseWith(context)
-      const publish = (events: ReadonlyArray<InvalidationEvent>) => run(invalidator.publishAndWait(events))
+      // Sync writes invalidate in their own fiber; async ones hand their batch to the resolver fiber.
+      const publish =
+        options.mode === "async"
+          ? (events: ReadonlyArray<InvalidationEvent>) => run(invalidator.publish(events))
+          : (events: ReadonlyArray<InvalidationEvent>) => run(invalidator.publishAndWait(events))
       const hold = (events: ReadonlyArray<InvalidationEvent>): Promise<WriteHold | undefined> =>
         run(
           Effect.map(

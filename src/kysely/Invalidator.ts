@@ -4,9 +4,11 @@
  * and those groups are invalidated. A whole-table event (rows unknown) invalidates the table's tag, which every
  * entry of every group of the table carries.
  *
- * Two ways in:
- * - `publishAndWait`: after COMMIT, invalidate what the batch reaches. The write waits one store round trip
- *   after its COMMIT.
+ * Three ways in:
+ * - `publish` (async mode): the batch goes on a queue; a resolver fiber, scoped to the layer, takes it and
+ *   invalidates what it reaches in a fiber of its own. Nothing waits.
+ * - `publishAndWait`: after COMMIT, invalidate what the batch reaches, in the caller's fiber (no hop through the
+ *   resolver: a sync write waits for it). The write waits one store round trip after its COMMIT.
  * - `hold`, concurrently with the COMMIT (or with an autocommit write, from the rows its WHERE pins): the store
  *   invalidates the groups and holds them, so that no load that may have read pre-commit rows is stored, until
  *   the hold's `commit` (after COMMIT: invalidates whatever the committed rows reach beyond the held groups, then
@@ -18,7 +20,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, FiberSet, Layer, PubSub, Schedule } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
 import { CacheStore } from "../CacheStore.ts"
 import * as Invalidation from "../Invalidation.ts"
 import { groupSet, tagSet } from "../internal/keys.ts"
@@ -71,6 +73,8 @@ export class Invalidator extends Context.Service<
   {
     /** Every committed batch, once its invalidations are done: subscribe to observe writes. */
     readonly batches: PubSub.PubSub<Batch>
+    /** Hands a committed batch to the resolver fiber and returns at once (async mode). */
+    readonly publish: (events: ReadonlyArray<InvalidationEvent>) => Effect.Effect<void>
     /** Invalidates what a committed batch reaches; resolves once done (never fails: failures are logged). */
     readonly publishAndWait: (events: ReadonlyArray<InvalidationEvent>) => Effect.Effect<void>
     /**
@@ -233,6 +237,22 @@ export const layer = (
       const publishAndWait = (events: ReadonlyArray<InvalidationEvent>) =>
         events.length === 0 ? Effect.void : afterCommit(events, new Set())
 
+      // The resolver of async batches. Each batch is invalidated in a fiber of its own, so batches do not queue
+      // behind one another's store round trips; closing the layer first hands what is still queued to such
+      // fibers, which then get the listener grace to finish.
+      const queued = yield* Effect.acquireRelease(Queue.unbounded<ReadonlyArray<InvalidationEvent>>(), Queue.shutdown)
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.flatMap(Queue.take(queued), (events) => inBackground(publishAndWait(events))))
+      )
+      yield* Effect.addFinalizer(() =>
+        Effect.flatMap(
+          Effect.orElseSucceed(Queue.clear(queued), () => []),
+          (left) => Effect.forEach(left, (events) => inBackground(publishAndWait(events)), { discard: true })
+        )
+      )
+      const publish = (events: ReadonlyArray<InvalidationEvent>) =>
+        events.length === 0 ? Effect.void : Effect.asVoid(Queue.offer(queued, events))
+
       const release = (sets: ReadonlyArray<string>, token: string) =>
         store
           .releaseHold(sets, token)
@@ -287,6 +307,6 @@ export const layer = (
         )
       }
 
-      return Invalidator.of({ batches, publishAndWait, hold })
+      return Invalidator.of({ batches, publish, publishAndWait, hold })
     })
   )
