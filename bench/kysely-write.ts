@@ -29,22 +29,20 @@
  * auto-pipelining). Writes bench/results/kysely-write.json. About two minutes.
  */
 import { readFileSync } from "node:fs"
-import { mkdir, writeFile } from "node:fs/promises"
-import { cpus, loadavg } from "node:os"
-import { dirname } from "node:path"
+import { loadavg } from "node:os"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { Kysely, PostgresDialect } from "kysely"
 import { Pool } from "pg"
-import { CachemeConfig, CacheStore, Invalidation, Memo, Node } from "../src/index.ts"
-import { captureWrites, Database, Invalidator, TableInvalidNode } from "../src/kysely/index.ts"
+import { CachemeConfig, CacheStore, Invalidation, Memo } from "../src/index.ts"
+import { captureWrites, Database, Invalidator } from "../src/kysely/index.ts"
+import { commandStats, deleteByPrefix, environment, redisUrl, redisVersionOf, writeJson } from "./environment.ts"
 import { printTable } from "./harness.ts"
+import { createRows, pgUrl, rowNodes, updateRow } from "./write-fixture.ts"
 
 const loadAverageAtStart = loadavg()
-const PG_URL = process.env.CACHEME_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
-const REDIS_URL = process.env.CACHEME_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"
 const ROWS = 1000
 const ROUNDS = 7
 const WARMUP_ROUNDS = 1
@@ -59,27 +57,12 @@ const TARGET = 1.15
 
 const table = `bench_kysely_write_${process.pid}`
 const prefix = `bench:kysely-write:${process.pid}:`
-const pool = () => new Pool({ connectionString: PG_URL, max: POOL_SIZE })
+const pool = () => new Pool({ connectionString: pgUrl, max: POOL_SIZE })
 
-const RowGroup = TableInvalidNode.make("bench-row", { table, fields: { id: Schema.Number } })
-const RowName = Node.make("bench-row-name", {
-  fields: { id: Schema.Number },
-  value: Schema.String,
-  invalidatedBy: ({ id }) => [RowGroup.make({ id })]
-})
+const { RowGroup, RowName } = rowNodes(table)
 
 const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
-await bare.schema.dropTable(table).ifExists().execute()
-await bare.schema
-  .createTable(table)
-  .addColumn("id", "serial", (c) => c.primaryKey())
-  .addColumn("name", "varchar(100)", (c) => c.notNull())
-  .addColumn("team", "integer", (c) => c.notNull())
-  .execute()
-await bare
-  .insertInto(table)
-  .values(Array.from({ length: ROWS }, (_, i) => ({ id: i + 1, name: `row ${i + 1}`, team: i % 10 })))
-  .execute()
+await createRows(bare, table, ROWS)
 
 /** Invalidated groups, timestamped as the store answered: the latency phase waits on them. */
 const waiters = new Map<string, (at: number) => void>()
@@ -98,7 +81,7 @@ const listener = (mode: "sync" | "async") =>
   )
 
 // As the store opens its own client from a URL: auto-pipelining on (CACHEME_BENCH_AUTOPIPELINING=0 turns it off).
-const redis = new Redis(REDIS_URL, { enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING !== "0" })
+const redis = new Redis(redisUrl, { enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING !== "0" })
 const store = CacheStore.layerRedis({ client: redis, prefix }).pipe(
   Layer.provideMerge(CachemeConfig.layer({ prefix })),
   Layer.orDie
@@ -124,21 +107,8 @@ const captureOnly = new Kysely<any>({
 
 // --- the operations ---------------------------------------------------------------------------------------------
 
-let version = 0
-const update = (db: Kysely<any>, id: number) =>
-  db
-    .updateTable(table)
-    .set({ name: `v${version++}` })
-    .where("id", "=", id)
-    .execute()
-const updateEffect = (id: number) =>
-  Database.query((db) =>
-    db
-      .updateTable(table)
-      .set({ name: `v${version++}` })
-      .where("id", "=", id)
-      .execute()
-  )
+const update = (db: Kysely<any>, id: number) => updateRow(db, table, id)
+const updateEffect = (id: number) => Database.query((db) => updateRow(db, table, id))
 const bareEffect = (id: number) => Effect.tryPromise(() => update(bare, id))
 
 /**
@@ -285,12 +255,8 @@ const us = (n: number) => n.toFixed(0)
 const x = (n: number) => `${n.toFixed(2)}x`
 
 /** Redis calls per command name (INFO commandstats). */
-const commandCalls = async (): Promise<Record<string, number>> => {
-  const info = await redis.info("commandstats")
-  const calls: Record<string, number> = {}
-  for (const match of info.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) calls[match[1]!] = Number(match[2])
-  return calls
-}
+const commandCalls = async (): Promise<Record<string, number>> =>
+  Object.fromEntries(Object.entries(commandStats(await redis.info("commandstats"))).map(([name, s]) => [name, s.calls]))
 
 // --- 1. update throughput -----------------------------------------------------------------------------------------
 
@@ -517,53 +483,34 @@ for (const mode of ["sequential", "concurrent"]) {
   console.log(`  ${mode.padEnd(11)} ${x(ratio)} ${ratio <= TARGET ? "ok" : "over target"}`)
 }
 
-const path = new URL("./results/kysely-write.json", import.meta.url).pathname
-await mkdir(dirname(path), { recursive: true })
 const versionOf = (name: string): string =>
   JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")).version
-const versions = Object.fromEntries(["effect", "kysely", "pg", "ioredis"].map((name) => [name, versionOf(name)]))
-const serverVersions = {
-  postgres: String(
-    Object.values(await bare.selectNoFrom((eb) => eb.fn<string>("version").as("v")).executeTakeFirstOrThrow())[0]
-  ),
-  redis: /redis_version:([^\r\n]+)/.exec(await redis.info("server"))?.[1] ?? "unknown"
-}
-await writeFile(
-  path,
-  `${JSON.stringify(
-    {
-      benchmark: "kysely-write",
-      environment: {
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? "unknown",
-        platform: `${process.platform} ${process.arch}`,
-        loadAverageAtStart,
-        ...versions,
-        ...serverVersions
-      },
-      setup: {
-        rows: ROWS,
-        rounds: ROUNDS,
-        sequentialOpsPerRound: SEQUENTIAL_OPS,
-        callers: CALLERS,
-        opsPerCallerPerRound: PER_CALLER,
-        poolSize: POOL_SIZE,
-        latencySamples: LATENCY_SAMPLES,
-        statement: `update ${table} set name = $1 where id = $2 (one TableInvalidNode on id)`
-      },
-      target: TARGET,
-      headline: { sequential: headline("sequential"), concurrent: headline("concurrent") },
-      throughput,
-      commitLatency: { ...latencyRows, addedBySync: addedSync, lastEntryGone: lastGone },
-      breakdown
-    },
-    null,
-    2
-  )}\n`
+const postgres = String(
+  Object.values(await bare.selectNoFrom((eb) => eb.fn<string>("version").as("v")).executeTakeFirstOrThrow())[0]
 )
-console.log(`\nwrote ${path}`)
+await writeJson(new URL("./results/kysely-write.json", import.meta.url).pathname, {
+  benchmark: "kysely-write",
+  environment: environment(redisVersionOf(await redis.info("server")), {
+    loadAverageAtStart,
+    postgres,
+    ...Object.fromEntries(["effect", "kysely", "pg", "ioredis"].map((name) => [name, versionOf(name)]))
+  }),
+  setup: {
+    rows: ROWS,
+    rounds: ROUNDS,
+    sequentialOpsPerRound: SEQUENTIAL_OPS,
+    callers: CALLERS,
+    opsPerCallerPerRound: PER_CALLER,
+    poolSize: POOL_SIZE,
+    latencySamples: LATENCY_SAMPLES,
+    statement: `update ${table} set name = $1 where id = $2 (one TableInvalidNode on id)`
+  },
+  target: TARGET,
+  headline: { sequential: headline("sequential"), concurrent: headline("concurrent") },
+  throughput,
+  commitLatency: { ...latencyRows, addedBySync: addedSync, lastEntryGone: lastGone },
+  breakdown
+})
 
 // --- cleanup --------------------------------------------------------------------------------------------------------
 
@@ -572,6 +519,5 @@ await captureOnly.destroy()
 await syncRuntime.dispose()
 await asyncRuntime.dispose()
 await bare.destroy()
-const leftovers = await redis.keys(`${prefix}*`)
-if (leftovers.length > 0) await redis.del(...leftovers)
+await deleteByPrefix(redis, prefix)
 redis.disconnect()

@@ -10,7 +10,7 @@
  * Run: `node bench/profile-write.ts [seconds]`, or with a profile:
  * `node --cpu-prof --cpu-prof-dir=/tmp/cacheme-prof bench/profile-write.ts 6`.
  */
-import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { Layer, ManagedRuntime } from "effect"
 import type { Redis } from "ioredis"
 import {
   type CompiledQuery,
@@ -23,8 +23,9 @@ import {
   PostgresQueryCompiler,
   type QueryResult
 } from "kysely"
-import { CachemeConfig, CacheStore, Memo, Node } from "../src/index.ts"
-import { captureWrites, Database, TableInvalidNode } from "../src/kysely/index.ts"
+import { CachemeConfig, CacheStore } from "../src/index.ts"
+import { captureWrites, Database } from "../src/kysely/index.ts"
+import { rowNodes, updateRow } from "./write-fixture.ts"
 
 const seconds = Number(process.argv[2] ?? 3)
 const table = "profile_write"
@@ -62,12 +63,7 @@ const fakeDialect: Dialect = {
   createQueryCompiler: () => new PostgresQueryCompiler()
 }
 
-const RowGroup = TableInvalidNode.make("profile-row", { table, fields: { id: Schema.Number } })
-Node.make("profile-row-name", {
-  fields: { id: Schema.Number },
-  value: Schema.String,
-  invalidatedBy: ({ id }) => [RowGroup.make({ id })]
-})
+rowNodes(table)
 
 const bare = new Kysely<any>({ dialect: fakeDialect })
 const captureOnly = new Kysely<any>({
@@ -101,13 +97,7 @@ const asyncRuntime = ManagedRuntime.make(
 )
 const wrappedAsync = (await asyncRuntime.runPromise(Database.Database)).db
 
-let version = 0
-const update = (db: Kysely<any>, id: number) =>
-  db
-    .updateTable(table)
-    .set({ name: `v${version++}` })
-    .where("id", "=", id)
-    .execute()
+const update = (db: Kysely<any>, id: number) => updateRow(db, table, id)
 
 const measure = async (label: string, db: Kysely<any>) => {
   const until = performance.now() + seconds * 1000
@@ -132,5 +122,3 @@ const variants: Array<[string, Kysely<any>]> = [
 for (const [label, db] of variants) if (onlyArg === undefined || onlyArg === label) await measure(label, db)
 await runtime.dispose()
 await asyncRuntime.dispose()
-void Effect.void
-void Memo

@@ -9,17 +9,18 @@
  *
  * Run: `node bench/trace-write.ts` (PostgreSQL on 127.0.0.1:5432, Redis on 6379).
  */
-import { Layer, ManagedRuntime, Schema } from "effect"
+import { Layer, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { Kysely, PostgresDialect } from "kysely"
 import pg from "pg"
-import { CachemeConfig, CacheStore, Node } from "../src/index.ts"
-import { captureWrites, Database, TableInvalidNode } from "../src/kysely/index.ts"
+import { CachemeConfig, CacheStore } from "../src/index.ts"
+import { captureWrites, Database } from "../src/kysely/index.ts"
+import { redisUrl } from "./environment.ts"
+import { createRows, pgUrl, rowNodes, updateRow } from "./write-fixture.ts"
 
 const table = `trace_write_${process.pid}`
 const prefix = `bench:trace:${process.pid}:`
-const url = process.env.CACHEME_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test"
-const pool = () => new pg.Pool({ connectionString: url, max: 2 })
+const pool = () => new pg.Pool({ connectionString: pgUrl, max: 2 })
 
 const marks: Array<[string, number]> = []
 const counts: Record<string, number> = {}
@@ -42,7 +43,7 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: Array<unknown>) 
   return result
 } as typeof pg.Client.prototype.query
 
-const redis = new Redis(process.env.CACHEME_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379")
+const redis = new Redis(redisUrl)
 const sendCommand = redis.sendCommand.bind(redis)
 redis.sendCommand = ((command: { name: string; promise: Promise<unknown> }, stream?: unknown) => {
   const name = numbered(command.name)
@@ -55,21 +56,8 @@ redis.sendCommand = ((command: { name: string; promise: Promise<unknown> }, stre
 }) as typeof redis.sendCommand
 
 const setup = new Kysely<any>({ dialect: new PostgresDialect({ pool: pool() }) })
-await setup.schema
-  .createTable(table)
-  .addColumn("id", "integer", (c) => c.primaryKey())
-  .addColumn("name", "text")
-  .execute()
-await setup
-  .insertInto(table)
-  .values(Array.from({ length: 100 }, (_, i) => ({ id: i + 1, name: "x" })))
-  .execute()
-const Row = TableInvalidNode.make("trace-row", { table, fields: { id: Schema.Number } })
-Node.make("trace-row-name", {
-  fields: { id: Schema.Number },
-  value: Schema.String,
-  invalidatedBy: ({ id }) => [Row.make({ id })]
-})
+await createRows(setup, table, 100)
+rowNodes(table)
 
 const runtime = ManagedRuntime.make(
   Database.layer({ dialect: new PostgresDialect({ pool: pool() }) }).pipe(
@@ -98,12 +86,7 @@ const captureOnly = new Kysely<any>({
 const median = (xs: Array<number>) => xs.sort((a, b) => a - b)[xs.length >> 1]!
 
 const trace = async (label: string, db: Kysely<any>, beside?: (i: number) => Promise<unknown>) => {
-  const update = (i: number) =>
-    db
-      .updateTable(table)
-      .set({ name: `${label}${i}` })
-      .where("id", "=", (i % 100) + 1)
-      .execute()
+  const update = (i: number) => updateRow(db, table, (i % 100) + 1)
   const write = beside === undefined ? update : (i: number) => Promise.all([update(i), beside(i)])
   for (let i = 0; i < 300; i++) await write(i)
   const samples = new Map<string, Array<number>>()
