@@ -27,6 +27,7 @@ import {
   type CapturedWrite,
   executeAsIs,
   executeReturning,
+  executeWholeTable,
   readRows,
   readRowsByKeys,
   type WriteContext
@@ -40,10 +41,7 @@ export const captureInsert = async <R>(
 ): Promise<CapturedWrite<R>> => {
   const operation = operationOf(node)
   const conflict = conflictHandling(node)
-  const wholeTable = async (): Promise<CapturedWrite<R>> => ({
-    result: await executeAsIs<R>(context, compiled),
-    events: [wholeTableEvent(target.table, operation)]
-  })
+  const wholeTable = () => executeWholeTable<R>(context, compiled, target.table, operation)
 
   const overwritesWatched =
     conflict.replaces || (conflict.updates && target.columns.some((column) => mayAssign(conflict.assigned, column)))

@@ -10,12 +10,12 @@
  */
 import { JoinNode } from "kysely"
 import type { CompiledQuery, MergeQueryNode } from "kysely"
-import { rowEvents, wholeTableEvent } from "./Events.ts"
+import { rowEvents } from "./Events.ts"
 import type { WriteTarget } from "./StatementAnalysis.ts"
 import {
   type CapturedWrite,
-  executeAsIs,
   executeReturning,
+  executeWholeTable,
   readRowsWithinBudget,
   type WriteContext
 } from "./WriteContext.ts"
@@ -31,10 +31,7 @@ export const captureMerge = async <R>(
 ): Promise<CapturedWrite<R>> => {
   const using = node.using
   const version = context.capabilities.flavor === "postgres" ? await context.serverVersion() : undefined
-  const wholeTable = async (): Promise<CapturedWrite<R>> => ({
-    result: await executeAsIs<R>(context, compiled),
-    events: [wholeTableEvent(target.table, "merge")]
-  })
+  const wholeTable = () => executeWholeTable<R>(context, compiled, target.table, "merge")
   if (using?.on === undefined || version === undefined || version < MERGE_RETURNING_SINCE) return wholeTable()
   const lock = await context.lockingRead()
   const before = await readRowsWithinBudget(context, {

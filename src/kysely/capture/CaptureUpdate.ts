@@ -23,6 +23,7 @@ import {
   type CapturedWrite,
   executeAsIs,
   executeReturning,
+  executeWholeTable,
   readRowsByKeys,
   readRowsWithinBudget,
   type WriteContext
@@ -46,10 +47,7 @@ export const captureUpdate = async <R>(
       with: node.with,
       lock
     })
-  const wholeTable = async (): Promise<CapturedWrite<R>> => ({
-    result: await executeAsIs<R>(context, compiled),
-    events: [wholeTableEvent(target.table, "update")]
-  })
+  const wholeTable = () => executeWholeTable<R>(context, compiled, target.table, "update")
 
   if (context.capabilities.returning) {
     const before = changesWatched ? await matched(target.columns, await context.lockingRead()) : []

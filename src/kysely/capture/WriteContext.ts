@@ -18,9 +18,9 @@ import type {
   ReturningNode,
   RootOperationNode
 } from "kysely"
-import type { InvalidationEvent } from "../InvalidationEvent.ts"
+import type { InvalidationEvent, WriteOperation } from "../InvalidationEvent.ts"
 import type { Capabilities } from "./Capabilities.ts"
-import { type CapturedRow, MAX_EVENT_ROWS, projectRow } from "./Events.ts"
+import { type CapturedRow, MAX_EVENT_ROWS, projectRow, wholeTableEvent } from "./Events.ts"
 import { type KeyMatch, matchAny, type RowSelect, selectRows } from "./QueryNodes.ts"
 import { addCaptureReturning, splitReturning } from "./Returning.ts"
 import type { WriteTarget } from "./StatementAnalysis.ts"
@@ -55,6 +55,17 @@ export const compile = (context: WriteContext, node: RootOperationNode, like: Co
 /** Runs the caller's statement as compiled. */
 export const executeAsIs = <R>(context: WriteContext, compiled: CompiledQuery): Promise<QueryResult<R>> =>
   context.connection.executeQuery<R>(compiled, context.options)
+
+/** Runs the caller's statement as compiled, its rows unknown: the write is a whole-table event of `table`. */
+export const executeWholeTable = async <R>(
+  context: WriteContext,
+  compiled: CompiledQuery,
+  table: string,
+  operation: WriteOperation
+): Promise<CapturedWrite<R>> => ({
+  result: await executeAsIs<R>(context, compiled),
+  events: [wholeTableEvent(table, operation)]
+})
 
 /** Rows of a select built by `selectRows`, projected onto `columns`. */
 export const readRows = async (context: WriteContext, select: RowSelect): Promise<ReadonlyArray<CapturedRow>> => {
