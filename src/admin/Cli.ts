@@ -26,13 +26,13 @@ import { NetAddress } from "effect/net"
 import * as CacheStore from "../CacheStore.ts"
 import * as CachemeConfig from "../CachemeConfig.ts"
 import * as Invalidation from "../Invalidation.ts"
-import * as Node from "../Node.ts"
 import * as Admin from "./Admin.ts"
 import { type InvalidateResponse, type NodeStats, StatsResponse, type StoreInfo } from "./Api.ts"
 import * as Auth from "./Auth.ts"
 import * as Database from "./Database.ts"
 import * as History from "./History.ts"
-import { allNodeStats, patternProblem, storeInfo } from "./internal/inspect.ts"
+import { allNodeStats, storeInfo } from "./internal/inspect.ts"
+import { invalidateTarget, type TargetProblem, targetProblem } from "./internal/targets.ts"
 import * as Migration from "./Migration.ts"
 
 /**
@@ -358,28 +358,20 @@ const invalidate = Command.make(
     const historyFromDb = yield* historyLayer(shared, { migrate: false })
     const run = Effect.gen(function* () {
       const store = yield* CacheStore.CacheStore
-      switch (target) {
-        case "key":
-          if (value.startsWith("~")) return yield* fail("a key cannot start with ~")
-          return yield* Invalidation.key(value, options)
-        case "node":
-          if (Node.get(value) === undefined) {
-            return yield* fail(`no node named ${value} is defined: --import the module that defines it, or use --tag`)
-          }
-          return yield* Invalidation.tag(value, options)
-        case "group":
-          return yield* Invalidation.group(value, options)
-        case "tag":
-          return yield* Invalidation.tag(value, options)
-        case "pattern": {
-          const problem =
-            patternProblem(value, store.prefix) ??
-            // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
-            (/[\u0000-\u001f\u007f]/.test(value) ? "a pattern cannot hold control characters" : undefined)
-          if (problem !== undefined) return yield* fail(problem)
-          return yield* Invalidation.pattern(value, options)
-        }
+      const problem =
+        targetProblem(target, value, store.prefix) ??
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
+        (target === "pattern" && /[\u0000-\u001f\u007f]/.test(value)
+          ? ({ _tag: "Invalid", message: "a pattern cannot hold control characters" } satisfies TargetProblem)
+          : undefined)
+      if (problem !== undefined) {
+        return yield* fail(
+          problem._tag === "UnknownNode"
+            ? `${problem.message}: --import the module that defines it, or use --tag`
+            : problem.message
+        )
       }
+      return yield* invalidateTarget(target, value, options)
     }).pipe(
       Effect.mapError((error) => (error._tag === "CliFailure" ? error : new CliFailure({ message: error.message })))
     )

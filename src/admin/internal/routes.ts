@@ -24,6 +24,7 @@ import {
 import type { Auth, Principal } from "../Auth.ts"
 import { type History, type HistoryError, toJson } from "../History.ts"
 import { allNodeStats, keyView, nodeStats, patternProblem, scanKeys, storeInfo } from "./inspect.ts"
+import { invalidateTarget, targetProblem } from "./targets.ts"
 import * as Pages from "./pages.ts"
 import { stylesheet } from "./style.ts"
 
@@ -272,25 +273,13 @@ export const make = (config: RoutesConfig) => {
   const invalidate = (request: InvalidateRequest, actor: string): Effect.Effect<number, Failure> =>
     Effect.gen(function* () {
       const options = { mode: request.mode ?? "hard", source: actor }
-      const { value } = request
-      switch (request.target) {
-        case "key":
-          if (value.startsWith("~")) return yield* badRequest("a key cannot start with ~")
-          return yield* Invalidation.key(value, options)
-        case "node":
-          if (Node.get(value) === undefined) return yield* notFound(`no node named ${value} is defined`)
-          return yield* Invalidation.tag(value, options)
-        case "group":
-          return yield* Invalidation.group(value, options)
-        case "tag":
-          return yield* Invalidation.tag(value, options)
-        case "pattern": {
-          yield* decodeInput(Pattern, value, "pattern")
-          const problem = patternProblem(value, store.prefix)
-          if (problem !== undefined) return yield* badRequest(problem)
-          return yield* Invalidation.pattern(value, options)
-        }
+      const { target, value } = request
+      if (target === "pattern") yield* decodeInput(Pattern, value, "pattern")
+      const problem = targetProblem(target, value, store.prefix)
+      if (problem !== undefined) {
+        return yield* problem._tag === "UnknownNode" ? notFound(problem.message) : badRequest(problem.message)
       }
+      return yield* invalidateTarget(target, value, options)
     }).pipe(Effect.provideService(CacheStore, store), Effect.provideService(Invalidation.Listener, config.listener))
 
   const checkedPattern = (pattern: string | undefined) => {
