@@ -23,14 +23,8 @@ import { defaultTable } from "./Migration.ts"
  * @category models
  * @since 0.1.0
  */
-export interface Entry {
+export interface Entry extends NewEntry {
   readonly id: number
-  readonly createdAt: Date
-  readonly actor: string
-  readonly target: HistoryTarget
-  readonly value: string
-  readonly mode: Invalidation.Mode
-  readonly count: number
 }
 
 /**

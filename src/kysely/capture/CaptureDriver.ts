@@ -81,44 +81,36 @@ export class CaptureDriver implements Driver {
     }
   }
 
-  async savepoint(
-    connection: DatabaseConnection,
-    savepointName: string,
-    compileQuery: QueryCompiler["compileQuery"]
-  ): Promise<void> {
-    const capture = unwrap(connection)
-    await supported(this.#driver.savepoint, "savepoint").call(this.#driver, capture.inner, savepointName, compileQuery)
-    capture.buffer.savepoint(savepointName)
+  savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    return this.#savepointCommand("savepoint", connection, name, compileQuery)
   }
 
-  async rollbackToSavepoint(
+  rollbackToSavepoint(
     connection: DatabaseConnection,
-    savepointName: string,
+    name: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
-    const capture = unwrap(connection)
-    await supported(this.#driver.rollbackToSavepoint, "rollbackToSavepoint").call(
-      this.#driver,
-      capture.inner,
-      savepointName,
-      compileQuery
-    )
-    capture.buffer.rollbackToSavepoint(savepointName)
+    return this.#savepointCommand("rollbackToSavepoint", connection, name, compileQuery)
   }
 
-  async releaseSavepoint(
+  releaseSavepoint(
     connection: DatabaseConnection,
-    savepointName: string,
+    name: string,
+    compileQuery: QueryCompiler["compileQuery"]
+  ): Promise<void> {
+    return this.#savepointCommand("releaseSavepoint", connection, name, compileQuery)
+  }
+
+  /** Runs a savepoint command on the wrapped driver, then applies it to the buffer (the buffer's method of the same name). */
+  async #savepointCommand(
+    command: "savepoint" | "rollbackToSavepoint" | "releaseSavepoint",
+    connection: DatabaseConnection,
+    name: string,
     compileQuery: QueryCompiler["compileQuery"]
   ): Promise<void> {
     const capture = unwrap(connection)
-    await supported(this.#driver.releaseSavepoint, "releaseSavepoint").call(
-      this.#driver,
-      capture.inner,
-      savepointName,
-      compileQuery
-    )
-    capture.buffer.releaseSavepoint(savepointName)
+    await supported(this.#driver[command], command).call(this.#driver, capture.inner, name, compileQuery)
+    capture.buffer[command](name)
   }
 
   destroy(options?: AbortableOperationOptions): Promise<void> {
