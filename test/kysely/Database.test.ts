@@ -80,62 +80,54 @@ const collectLogs = () => {
 
 // --- stores wrapped for a test ------------------------------------------------------------------------------
 
-/** A store whose group and tag invalidations (holds included) wait until `gate` opens. */
-const gatedInvalidation = (gate: Deferred.Deferred<void>) =>
+/** The store of the context with some of its calls replaced (`override` runs once per layer). */
+const wrappingStore = (
+  override: (store: CacheStore.CacheStore["Service"]) => Partial<CacheStore.CacheStore["Service"]>
+) =>
   Layer.effect(
     CacheStore.CacheStore,
-    Effect.gen(function* () {
-      const store = yield* CacheStore.CacheStore
-      return {
-        ...store,
-        invalidateSet: (set, mode) => Effect.andThen(Deferred.await(gate), store.invalidateSet(set, mode)),
-        hold: (sets, token, holdMillis) => Effect.andThen(Deferred.await(gate), store.hold(sets, token, holdMillis))
-      }
-    })
+    Effect.map(CacheStore.CacheStore, (store) => ({ ...store, ...override(store) }))
   )
+
+/** A store whose group and tag invalidations (holds included) wait until `gate` opens. */
+const gatedInvalidation = (gate: Deferred.Deferred<void>) =>
+  wrappingStore((store) => ({
+    invalidateSet: (set, mode) => Effect.andThen(Deferred.await(gate), store.invalidateSet(set, mode)),
+    hold: (sets, token, holdMillis) => Effect.andThen(Deferred.await(gate), store.hold(sets, token, holdMillis))
+  }))
 
 /** A store whose first `failures` set invalidations (holds included) fail as if Redis were briefly unreachable. */
 const flakyInvalidation = (failures: number) =>
-  Layer.effect(
-    CacheStore.CacheStore,
-    Effect.gen(function* () {
-      const store = yield* CacheStore.CacheStore
-      let left = failures
-      const flaky = <A>(operation: string, run: Effect.Effect<A, CacheStore.CacheStoreError>) =>
-        Effect.suspend(() =>
-          left-- > 0
-            ? Effect.fail(new CacheStore.CacheStoreError({ operation, reason: "Unavailable", message: "flaky" }))
-            : run
-        )
-      return {
-        ...store,
-        invalidateSet: (set, mode) => flaky("invalidateSet", store.invalidateSet(set, mode)),
-        hold: (sets, token, holdMillis) => flaky("hold", store.hold(sets, token, holdMillis))
-      }
-    })
-  )
+  wrappingStore((store) => {
+    let left = failures
+    const flaky = <A>(operation: string, run: Effect.Effect<A, CacheStore.CacheStoreError>) =>
+      Effect.suspend(() =>
+        left-- > 0
+          ? Effect.fail(new CacheStore.CacheStoreError({ operation, reason: "Unavailable", message: "flaky" }))
+          : run
+      )
+    return {
+      invalidateSet: (set, mode) => flaky("invalidateSet", store.invalidateSet(set, mode)),
+      hold: (sets, token, holdMillis) => flaky("hold", store.hold(sets, token, holdMillis))
+    }
+  })
 
 /** The store, counting the calls that invalidate sets. */
 const countingInvalidation = (calls: { hold: number; invalidateSet: number; releaseHold: number }) =>
-  Layer.effect(
-    CacheStore.CacheStore,
-    Effect.gen(function* () {
-      const store = yield* CacheStore.CacheStore
-      const counted = <A, E>(call: keyof typeof calls, effect: Effect.Effect<A, E>) =>
-        Effect.andThen(
-          Effect.sync(() => {
-            calls[call] += 1
-          }),
-          effect
-        )
-      return {
-        ...store,
-        invalidateSet: (set, mode) => counted("invalidateSet", store.invalidateSet(set, mode)),
-        hold: (sets, token, holdMillis) => counted("hold", store.hold(sets, token, holdMillis)),
-        releaseHold: (sets, token) => counted("releaseHold", store.releaseHold(sets, token))
-      }
-    })
-  )
+  wrappingStore((store) => {
+    const counted = <A, E>(call: keyof typeof calls, effect: Effect.Effect<A, E>) =>
+      Effect.andThen(
+        Effect.sync(() => {
+          calls[call] += 1
+        }),
+        effect
+      )
+    return {
+      invalidateSet: (set, mode) => counted("invalidateSet", store.invalidateSet(set, mode)),
+      hold: (sets, token, holdMillis) => counted("hold", store.hold(sets, token, holdMillis)),
+      releaseHold: (sets, token) => counted("releaseHold", store.releaseHold(sets, token))
+    }
+  })
 
 /** `dialect` with some of its driver's calls replaced. */
 const withDriver = (dialect: Dialect, override: (driver: Driver) => Partial<Driver>): Dialect => ({
