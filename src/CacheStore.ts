@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import { Context, type Effect, Layer, Schema, type Scope } from "effect"
+import type { Freshness } from "./internal/protocol.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
 import { makeRedisStore, makeRedisStoreFromConfig, type RedisOptions } from "./store/Redis.ts"
 
@@ -37,21 +38,81 @@ export class CacheStoreError extends Schema.TaggedError<CacheStoreError>()("Cach
 }) {}
 
 /**
- * The outcome of reading a key while asking for its lease.
- *
- * - `Hit`: a fresh value.
- * - `Stale`: a value past its freshness (or softly invalidated); `lease` is set when the caller now holds the lease.
- * - `Miss`: no value; the caller holds the lease and should load.
- * - `Busy`: no value, and another caller holds the lease.
+ * The membership sets of an entry (its groups and tags), in a fixed order, with their JSON (compared as a string
+ * on the hit path). Make one with {@link sets}.
  *
  * @category models
- * @since 0.1.0
+ * @since 0.2.0
  */
-export type ReadResult =
+export interface Sets {
+  readonly names: ReadonlyArray<string>
+  readonly json: string
+}
+
+/**
+ * Builds a {@link Sets} value.
+ *
+ * @category constructors
+ * @since 0.2.0
+ */
+export const sets = (names: ReadonlyArray<string>): Sets => ({ names, json: JSON.stringify(names) })
+
+/**
+ * What a lookup saw besides a usable value: the current stamps of the entry's sets (`null`: the set has none
+ * yet), the value record it found (its fill token; `""` when there was none), who holds the key's lease, and
+ * whether a committing write holds one of the sets.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface View {
+  readonly stamps: ReadonlyArray<string | null>
+  /** The fill token of the value record seen (`""`: none). A lease must find the same record to replace it. */
+  readonly seen: string
+  /** Whether the key held anything at all (a record, a lease, a foreign key). */
+  readonly present: boolean
+  /** The token of the live lease on the key, if any. */
+  readonly holder: string | undefined
+  /** A set of the entry is held by a committing write: nothing loaded now may be stored. */
+  readonly held: boolean
+}
+
+/**
+ * The outcome of a lookup (one round trip: the entry and the stamps of its sets).
+ *
+ * - `Hit`: a fresh, valid value.
+ * - `Stale`: a value past its freshness, or invalidated softly: usable by nodes that serve stale values.
+ * - `Miss`: no usable value.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type Lookup =
   | { readonly _tag: "Hit"; readonly value: string }
-  | { readonly _tag: "Stale"; readonly value: string; readonly lease: boolean }
-  | { readonly _tag: "Miss" }
-  | { readonly _tag: "Busy" }
+  | { readonly _tag: "Stale"; readonly value: string; readonly view: View }
+  | { readonly _tag: "Miss"; readonly view: View }
+
+/**
+ * The outcome of asking for a key's lease.
+ *
+ * - `Leased`: the caller holds the lease; `stamps` are the stamps to record with the value (the lookup's, and
+ *   the ones this lease created for sets that had none), `created` the ones it created.
+ * - `Busy`: another caller holds it.
+ * - `Changed`: the key changed since the lookup (a value was filled meanwhile): look up again.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type Leasing =
+  | {
+      readonly _tag: "Leased"
+      readonly stamps: ReadonlyArray<string>
+      readonly created: ReadonlyArray<boolean>
+      /** A set is held by a committing write: load, but store nothing (release instead). */
+      readonly held: boolean
+    }
+  | { readonly _tag: "Busy"; readonly holder: string }
+  | { readonly _tag: "Changed" }
 
 /**
  * What a lease holder stores.
@@ -65,8 +126,6 @@ export interface Fill {
   readonly freshMillis: number | undefined
   /** How long the entry lives (fresh + stale window), in millis; `undefined` is for ever. */
   readonly lifeMillis: number | undefined
-  /** The membership sets the entry belongs to (the ones passed to `track`). */
-  readonly sets: ReadonlyArray<string>
 }
 
 /**
@@ -78,6 +137,8 @@ export interface Fill {
  */
 export type Mode = "hard" | "soft"
 
+export type { Freshness }
+
 /**
  * One entry as the admin page sees it.
  *
@@ -86,9 +147,9 @@ export type Mode = "hard" | "soft"
  */
 export interface EntryInfo {
   readonly key: string
+  /** The stored value; `undefined` for a lease without a value or a key that is not an entry. */
   readonly value: string | undefined
-  /** Millis since the epoch until which the value is fresh; `undefined`: for ever, 1: invalidated (stale). */
-  readonly freshUntil: number | undefined
+  readonly freshness: Freshness | undefined
   /** Remaining life in millis; `undefined`: no expiry. */
   readonly ttlMillis: number | undefined
   readonly leased: boolean
@@ -108,7 +169,8 @@ export interface ScanPage {
 }
 
 /**
- * The store service.
+ * The store service. Memo drives a read as `lookup` (one round trip), then on a miss `lease`, the load, and
+ * `fill` (or `release`); see `docs/concepts.md` for the invariants each operation keeps.
  *
  * @category services
  * @since 0.1.0
@@ -122,38 +184,57 @@ export class CacheStore extends Context.Service<
     readonly prefix: string
     /** The scope of the store's layer: background refreshes are forked into it and end with it. */
     readonly scope: Scope.Scope
+    /** Reads `key` and the stamps of its sets, and judges the value: one round trip, no write. */
+    readonly lookup: (key: string, sets: Sets) => Effect.Effect<Lookup, CacheStoreError>
     /**
-     * Reads `key`; when it holds no fresh value and nobody holds its lease, takes the lease for `token`
-     * (for `leaseMillis`), atomically with the read.
+     * Asks for the lease of `key` for `token` (for `leaseMillis`), given what the lookup saw: `keep` leaves a
+     * stale value in place for others to serve while the lease holder refreshes it; `replace` drops whatever
+     * unusable value was seen. Creates stamps for sets that had none.
      */
-    readonly read: (key: string, token: string, leaseMillis: number) => Effect.Effect<ReadResult, CacheStoreError>
-    /**
-     * Registers `key` in membership sets until `lifeMillis` from now (`undefined`: for ever), pruning members
-     * whose life is over. Called after the lease is taken and before the load starts. Returns `false` when one
-     * of the sets is held (see `hold`): the load may read rows a write is committing, so it must not be
-     * stored, and the key may be left out of every set.
-     */
-    readonly track: (
+    readonly lease: (
       key: string,
-      sets: ReadonlyArray<string>,
-      lifeMillis: number | undefined
+      token: string,
+      sets: Sets,
+      view: View,
+      intent: "keep" | "replace",
+      leaseMillis: number
+    ) => Effect.Effect<Leasing, CacheStoreError>
+    /**
+     * Stores a loaded value if `token` still holds the lease (and, where the store can check it atomically, the
+     * recorded stamps are still current); returns whether it was stored. Releases the lease either way.
+     */
+    readonly fill: (
+      key: string,
+      token: string,
+      sets: Sets,
+      stamps: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>,
+      fill: Fill
     ) => Effect.Effect<boolean, CacheStoreError>
-    /** Stores a loaded value if `token` still holds the lease; returns whether it was stored. */
-    readonly fill: (key: string, token: string, fill: Fill) => Effect.Effect<boolean, CacheStoreError>
-    /** Gives the lease up (after a failed load) if `token` still holds it. */
-    readonly release: (key: string, token: string) => Effect.Effect<void, CacheStoreError>
+    /** Extends `token`'s lease by `leaseMillis` from now; false when the lease is no longer its own. */
+    readonly renew: (key: string, token: string, leaseMillis: number) => Effect.Effect<boolean, CacheStoreError>
+    /**
+     * Gives the lease up (a failed or unstorable load) if `token` still holds it, and drops the stamps this
+     * lease created (so a failed load leaves nothing behind).
+     */
+    readonly release: (
+      key: string,
+      token: string,
+      sets: Sets,
+      stamps: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>
+    ) => Effect.Effect<void, CacheStoreError>
     /** Invalidates keys and voids their leases; returns how many held a value. */
     readonly invalidate: (keys: ReadonlyArray<string>, mode: Mode) => Effect.Effect<number, CacheStoreError>
     /**
-     * Invalidates every member of a set (a group or a tag); returns how many held a value. Holds on the set
-     * stay in place.
+     * Invalidates every entry of a set (a group or a tag); returns how many held a value. Holds on the set stay
+     * in place.
      */
     readonly invalidateSet: (set: string, mode: Mode) => Effect.Effect<number, CacheStoreError>
     /**
-     * Holds each set for `token` until `holdMillis` from now (by the store's clock), then invalidates its
-     * members hard, atomically per set; returns, per set in order, how many members held a value. While a set
-     * is held, `track` refuses it, so a load that may have read rows before a write committed is never stored.
-     * Several tokens may hold one set (concurrent writes): it stays held while any of their holds is live.
+     * Holds each set for `token` until `holdMillis` from now, invalidating its entries hard; returns, per set in
+     * order, how many held a value. While a set is held, nothing loaded may be stored under it. Several tokens
+     * may hold one set (concurrent writes): it stays held while any of them does, or until the last hold lapses.
      */
     readonly hold: (
       sets: ReadonlyArray<string>,
@@ -165,7 +246,10 @@ export class CacheStore extends Context.Service<
      * already lapsed (or is missing) is invalidated hard again: a load may have been stored after the lapse.
      */
     readonly releaseHold: (sets: ReadonlyArray<string>, token: string) => Effect.Effect<void, CacheStoreError>
-    /** Invalidates the keys that match a glob pattern under the prefix (SCAN, never KEYS). */
+    /**
+     * Removes the keys under the prefix that match a glob pattern, entries or not (SCAN, never KEYS; protocol
+     * keys excepted); returns how many held a value or were not entries.
+     */
     readonly invalidatePattern: (pattern: string, mode: Mode) => Effect.Effect<number, CacheStoreError>
     /** One page of the entry keys (prefix removed) that match a glob pattern; `count` is a hint. */
     readonly scan: (options: {
@@ -175,7 +259,7 @@ export class CacheStore extends Context.Service<
     }) => Effect.Effect<ScanPage, CacheStoreError>
     /** The entry at `key`, raw. */
     readonly inspect: (key: string) => Effect.Effect<EntryInfo | undefined, CacheStoreError>
-    /** How many keys a membership set lists, holds excluded (entries already gone may still count until pruned). */
+    /** How many entries a set's index lists (entries already gone may count until they are reclaimed). */
     readonly setSize: (set: string) => Effect.Effect<number, CacheStoreError>
     /** A round trip to the store, in millis. */
     readonly ping: Effect.Effect<number, CacheStoreError>

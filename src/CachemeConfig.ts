@@ -37,6 +37,11 @@ export interface Settings {
   readonly commandTimeout: Duration.Duration
   /** How long a loader's lease lasts before another caller may take over (`CACHEME_LEASE_TTL`, 30 seconds). */
   readonly leaseTtl: Duration.Duration
+  /**
+   * The largest encoded value stored, in bytes (`CACHEME_MAX_VALUE_BYTES`, 8 MB): a larger value is returned to
+   * its caller, not stored, logged and counted (`cacheme_oversized`).
+   */
+  readonly maxValueBytes: number
 }
 
 /**
@@ -55,6 +60,7 @@ export interface Input {
   readonly redisUrl?: string | undefined
   readonly commandTimeout?: Duration.Input | undefined
   readonly leaseTtl?: Duration.Input | undefined
+  readonly maxValueBytes?: number | undefined
 }
 
 /**
@@ -72,7 +78,8 @@ export const defaults: Settings = {
   ttl: undefined,
   redisUrl: "redis://127.0.0.1:6379",
   commandTimeout: Duration.millis(500),
-  leaseTtl: Duration.seconds(30)
+  leaseTtl: Duration.seconds(30),
+  maxValueBytes: 8 * 1024 * 1024
 }
 
 /**
@@ -106,7 +113,8 @@ export const environmentVariables: { readonly [K in keyof Settings]: string } = 
   ttl: "CACHEME_TTL",
   redisUrl: "CACHEME_REDIS_URL",
   commandTimeout: "CACHEME_COMMAND_TIMEOUT",
-  leaseTtl: "CACHEME_LEASE_TTL"
+  leaseTtl: "CACHEME_LEASE_TTL",
+  maxValueBytes: "CACHEME_MAX_VALUE_BYTES"
 }
 
 const invalid = (setting: keyof Settings, message: string) => new CachemeConfigError({ setting, message })
@@ -157,8 +165,16 @@ export const make = Effect.fnUntraced(function* (input: Input = {}) {
   if (!Number.isInteger(herdRetryCount) || herdRetryCount < 0) {
     return yield* invalid("herdRetryCount", `expected a whole number >= 0, got ${JSON.stringify(herdRetryCount)}`)
   }
+  const maxValueBytes = input.maxValueBytes ?? defaults.maxValueBytes
+  if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) {
+    return yield* invalid(
+      "maxValueBytes",
+      `expected a whole number of bytes above 0, got ${JSON.stringify(maxValueBytes)}`
+    )
+  }
   const settings: Settings = {
     enabled,
+    maxValueBytes,
     prefix,
     herdRetryCount,
     herdRetryInterval:
@@ -217,7 +233,8 @@ export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.ge
     ttl: ttl === undefined || ttl.trim().toLowerCase() === "none" ? undefined : (ttl as Duration.Input),
     redisUrl: yield* fromEnv("redisUrl", Config.String),
     commandTimeout: yield* fromEnv("commandTimeout", Config.Duration),
-    leaseTtl: yield* fromEnv("leaseTtl", Config.Duration)
+    leaseTtl: yield* fromEnv("leaseTtl", Config.Duration),
+    maxValueBytes: yield* fromEnv("maxValueBytes", Config.Int)
   })
 })
 

@@ -15,32 +15,55 @@
  *
  * @since 0.1.0
  */
-import { Cause, Deferred, Duration, Effect, Exit, Schedule, type Schema } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, type Schema } from "effect"
 import { dual } from "effect/Function"
-import { CacheStore, type CacheStoreError, type ReadResult } from "./CacheStore.ts"
+import * as CacheStore from "./CacheStore.ts"
 import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
 import * as Codec from "./internal/codec.ts"
 import type { InvalidFields } from "./internal/fields.ts"
 import { groupSet, tagSet } from "./internal/keys.ts"
+import { newToken } from "./internal/protocol.ts"
 import * as Invalidation from "./Invalidation.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Node from "./Node.ts"
 
+type Store = CacheStore.CacheStore["Service"]
+type CacheStoreError = CacheStore.CacheStoreError
+
 /** Completes the waiters of a leader that was interrupted: they start over instead of failing. */
 const Retry = Symbol.for("effect-cacheme/Memo/Retry")
 
-/** Ends herd waiting early once a read is no longer `Busy`. */
-const StillBusy = Symbol.for("effect-cacheme/Memo/StillBusy")
+/**
+ * Store requests are numbered in the order they are sent (one connection keeps that order), so a caller can
+ * tell whether another caller's value came from a request sent after its own lookup.
+ */
+let requests = 0
+
+/**
+ * Where a value came from: the number of the request that decided it (the lookup that found it, the lease its
+ * load ran under, or the start of a load without the store), and for a load under a lease, its token and the
+ * stamps its lookup saw.
+ */
+interface Source {
+  readonly request: number
+  readonly token: string | undefined
+  readonly stamps: ReadonlyArray<string | null> | undefined
+}
+
+interface Served<A> {
+  readonly value: A
+  readonly source: Source
+}
 
 /** A load under way in this process; the Deferred is made only when a second caller joins. */
 interface Flight {
-  joined: Deferred.Deferred<unknown, unknown> | undefined
+  joined: Deferred.Deferred<Served<unknown>, unknown> | undefined
 }
 
 /** One single-flight table per store, so two stores (or two tests) never share flights. */
-const flightsByStore = new WeakMap<CacheStore["Service"], Map<string, Flight>>()
+const flightsByStore = new WeakMap<Store, Map<string, Flight>>()
 
-const flightsOf = (store: CacheStore["Service"]) => {
+const flightsOf = (store: Store) => {
   let flights = flightsByStore.get(store)
   if (flights === undefined) {
     flights = new Map()
@@ -48,10 +71,6 @@ const flightsOf = (store: CacheStore["Service"]) => {
   }
   return flights
 }
-
-const tokenPrefix = Math.random().toString(36).slice(2, 10)
-let tokenCounter = 0
-const newToken = () => `${tokenPrefix}${(tokenCounter++).toString(36)}`
 
 /** How one node's entries live under the current settings, in millis. */
 interface Timing {
@@ -82,28 +101,39 @@ const computeTiming = (node: Node.Node, settings: Settings): Timing => {
     staleOn,
     freshMillis,
     lifeMillis: freshMillis === undefined || windowMillis === undefined ? undefined : freshMillis + windowMillis,
-    leaseMillis: Duration.toMillis(node.leaseTtl ?? settings.leaseTtl)
+    leaseMillis: Math.max(1, Math.ceil(Duration.toMillis(node.leaseTtl ?? settings.leaseTtl)))
   }
 }
 
-const setsOf = (instance: Node.Instance): ReadonlyArray<string> => {
-  const sets = new Set<string>(instance.node.tags.map(tagSet))
-  for (const group of instance.groups) {
-    sets.add(groupSet(group.key))
-    for (const tag of group.group.tags) sets.add(tagSet(tag))
+const setsByInstance = new WeakMap<Node.Instance, CacheStore.Sets>()
+
+/** The sets (tags and groups) of an entry, in a fixed order; computed once per instance. */
+const setsOf = (instance: Node.Instance): CacheStore.Sets => {
+  let sets = setsByInstance.get(instance)
+  if (sets === undefined) {
+    const names = new Set<string>(instance.node.tags.map(tagSet))
+    for (const group of instance.groups) {
+      names.add(groupSet(group.key))
+      for (const tag of group.group.tags) names.add(tagSet(tag))
+    }
+    sets = CacheStore.sets([...names])
+    setsByInstance.set(instance, sets)
   }
-  return [...sets]
+  return sets
 }
 
 interface Call<A, E, R> {
   readonly load: Effect.Effect<A, E, R>
   readonly instance: Node.Instance
-  readonly store: CacheStore["Service"]
+  readonly sets: CacheStore.Sets
+  readonly store: Store
   readonly settings: Settings
   readonly timing: Timing
   readonly metrics: Metrics.NodeMetrics
   readonly strict: boolean
 }
+
+type Result<A, E> = Effect.Effect<Served<A>, E | CacheStoreError, any>
 
 /** A store failure: counted and logged; fails the call only in strict mode. */
 const storeFailed = <A, E, R>(call: Call<A, E, R>, error: CacheStoreError): Effect.Effect<void, CacheStoreError> =>
@@ -123,9 +153,6 @@ const attempt = <A, B, E, R, E2, R2>(
 ): Effect.Effect<B, E2 | CacheStoreError, R2> =>
   Effect.catch(command, (error) => Effect.andThen(storeFailed(call, error), orElse))
 
-/** Runs the effect without touching the store. */
-const loadOnly = <A, E, R>(call: Call<A, E, R>) => Effect.andThen(call.metrics.load, timed(call, call.load))
-
 const timed = <A, E, R>(call: Call<A, E, R>, load: Effect.Effect<A, E, R>) =>
   Effect.suspend(() => {
     const start = performance.now()
@@ -137,49 +164,87 @@ const timed = <A, E, R>(call: Call<A, E, R>, load: Effect.Effect<A, E, R>) =>
     )
   })
 
+/** Runs the effect without storing anything. */
+const loadOnly = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Served<A>, E, R> =>
+  Effect.suspend(() => {
+    const source: Source = { request: ++requests, token: undefined, stamps: undefined }
+    return Effect.andThen(
+      call.metrics.load,
+      Effect.map(timed(call, call.load), (value) => ({ value, source }))
+    )
+  })
+
 /**
- * Loads as the lease holder: registers memberships first (so a group invalidation during the load reaches
- * the key), runs the effect, then stores the value if the lease survived. A set held by a committing write
- * refuses the key: the caller still gets its value, but it is not stored.
+ * Loads as the lease holder, then stores the value if the lease survived and no set of the entry was
+ * invalidated since the lookup. A failed load is never cached: the lease is given up (and the stamps it made
+ * dropped), so the next caller loads at once.
  */
-const loadAndFill = <A, E, R>(call: Call<A, E, R>, token: string): Effect.Effect<A, E | CacheStoreError, R> => {
-  const { instance, store, timing } = call
-  const sets = setsOf(instance)
+const loadAndFill = <A, E, R>(
+  call: Call<A, E, R>,
+  token: string,
+  leased: Extract<CacheStore.Leasing, { readonly _tag: "Leased" }>
+): Effect.Effect<A, E | CacheStoreError, R> => {
+  const { instance, store, timing, sets } = call
+  const release = Effect.ignore(store.release(instance.key, token, sets, leased.stamps, leased.created))
   return Effect.gen(function* () {
-    const tracked = yield* attempt(call, store.track(instance.key, sets, timing.lifeMillis), Effect.succeed(false))
     yield* call.metrics.load
     const exit = yield* Effect.exit(timed(call, call.load))
-    if (Exit.isFailure(exit) || !tracked) {
-      // Never cached: give the lease up so that the next caller loads at once.
-      yield* Effect.ignore(store.release(instance.key, token))
+    if (Exit.isFailure(exit) || leased.held) {
+      yield* release
       return yield* exit
     }
     const encoded = Codec.encode(instance.node, exit.value)
     if (Exit.isFailure(encoded)) {
-      yield* Effect.ignore(store.release(instance.key, token))
+      yield* release
       yield* Effect.logError(
         "effect-cacheme: the loaded value does not match the node's value Schema; not cached"
       ).pipe(Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(encoded.cause) }))
       return exit.value
     }
+    if (
+      encoded.value.length > call.settings.maxValueBytes / 3 &&
+      Buffer.byteLength(encoded.value) > call.settings.maxValueBytes
+    ) {
+      yield* release
+      yield* call.metrics.oversized
+      yield* Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
+        Effect.annotateLogs({
+          node: instance.node.name,
+          key: instance.key,
+          bytes: Buffer.byteLength(encoded.value),
+          maxValueBytes: call.settings.maxValueBytes
+        })
+      )
+      return exit.value
+    }
     yield* attempt(
       call,
-      store.fill(instance.key, token, {
+      store.fill(instance.key, token, sets, leased.stamps, leased.created, {
         value: encoded.value,
         freshMillis: timing.freshMillis,
-        lifeMillis: timing.lifeMillis,
-        sets
+        lifeMillis: timing.lifeMillis
       }),
       Effect.succeed(false)
     )
     return exit.value
-  }).pipe(Effect.onInterrupt(() => Effect.ignore(store.release(instance.key, token))))
+  }).pipe(Effect.onInterrupt(() => release))
 }
 
 /** Refreshes a stale entry in the store's scope; the caller has already been answered. */
-const refreshInBackground = <A, E, R>(call: Call<A, E, R>, token: string) =>
+const refreshInBackground = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View) =>
   Effect.forkIn(
-    loadAndFill({ ...call, strict: false }, token).pipe(
+    Effect.gen(function* () {
+      const token = newToken()
+      const leasing = yield* call.store.lease(
+        call.instance.key,
+        token,
+        call.sets,
+        view,
+        "keep",
+        call.timing.leaseMillis
+      )
+      if (leasing._tag === "Leased") yield* loadAndFill({ ...call, strict: false }, token, leasing)
+    }).pipe(
       Effect.catchCause((cause) =>
         Effect.logWarning("effect-cacheme: background refresh failed").pipe(
           Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key, cause: Cause.pretty(cause) })
@@ -188,12 +253,6 @@ const refreshInBackground = <A, E, R>(call: Call<A, E, R>, token: string) =>
     ),
     call.store.scope
   )
-
-type Outcome<A> = { readonly _tag: "Done"; readonly value: A } | { readonly _tag: "Wait" } | { readonly _tag: "Reread" }
-
-const done = <A>(value: A): Outcome<A> => ({ _tag: "Done", value })
-const wait: Outcome<never> = { _tag: "Wait" }
-const reread: Outcome<never> = { _tag: "Reread" }
 
 /** Logs why a stored value cannot be used: written under another Schema or version, or corrupt. */
 const logUnreadable = <A, E, R>(
@@ -206,112 +265,111 @@ const logUnreadable = <A, E, R>(
       : `effect-cacheme: corrupt entry (${decoded.reason}); reloading`
   ).pipe(Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key }))
 
-/** What a read result means for this call. */
-const settle = <A, E, R>(
-  call: Call<A, E, R>,
-  result: ReadResult,
-  token: string
-): Effect.Effect<Outcome<A>, E | CacheStoreError, R> => {
-  switch (result._tag) {
-    case "Hit": {
-      const decoded = Codec.decode<A>(call.instance.node, result.value)
-      if (decoded._tag === "Value") return Effect.as(call.metrics.hit, done(decoded.value))
-      // Drop the unreadable entry, then read again to take the lease and overwrite it.
-      return logUnreadable(call, decoded).pipe(
-        Effect.andThen(attempt(call, call.store.invalidate([call.instance.key], "hard"), Effect.succeed(0))),
-        Effect.as(reread)
-      )
-    }
-    case "Stale": {
-      const decoded = Codec.decode<A>(call.instance.node, result.value)
-      if (decoded._tag === "Value" && call.timing.staleOn) {
-        const served = Effect.as(call.metrics.stale, done(decoded.value))
-        return result.lease ? Effect.andThen(refreshInBackground(call, token), served) : served
+/** What a lookup found, decided: each branch one action. */
+type Step<A> =
+  | { readonly _tag: "Done"; readonly served: Served<A> }
+  | { readonly _tag: "Unreadable" }
+  | { readonly _tag: "Miss"; readonly view: CacheStore.View; readonly request: number }
+  | { readonly _tag: "StoreDown" }
+
+/** Looks the key up and decides what the lookup means for this call. */
+const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreError, R> =>
+  Effect.suspend(() => {
+    const request = ++requests
+    return Effect.flatMap(
+      attempt(call, call.store.lookup(call.instance.key, call.sets), Effect.succeed(undefined)),
+      (lookup): Effect.Effect<Step<A>, never, R> => {
+        if (lookup === undefined) return Effect.succeed({ _tag: "StoreDown" })
+        const source: Source = { request, token: undefined, stamps: undefined }
+        switch (lookup._tag) {
+          case "Hit": {
+            const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+            if (decoded._tag === "Value")
+              return Effect.as(call.metrics.hit, { _tag: "Done", served: { value: decoded.value, source } })
+            return Effect.as(logUnreadable(call, decoded), { _tag: "Unreadable" })
+          }
+          case "Stale": {
+            const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+            if (decoded._tag === "Value" && call.timing.staleOn) {
+              const served: Step<A> = { _tag: "Done", served: { value: decoded.value, source } }
+              const answer = Effect.as(call.metrics.stale, served)
+              return lookup.view.holder === undefined
+                ? Effect.andThen(refreshInBackground(call, lookup.view), answer)
+                : answer
+            }
+            // An unusable stale value is overwritten by the next fill.
+            const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
+            return Effect.as(logged, { _tag: "Miss", view: lookup.view, request })
+          }
+          case "Miss":
+            return Effect.succeed({ _tag: "Miss", view: lookup.view, request })
+        }
       }
-      // An unreadable stale value is overwritten by the next fill.
-      const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
-      if (!result.lease) return Effect.as(logged, wait)
-      return logged.pipe(Effect.andThen(call.metrics.miss), Effect.andThen(Effect.map(loadAndFill(call, token), done)))
-    }
-    case "Miss":
-      return Effect.andThen(call.metrics.miss, Effect.map(loadAndFill(call, token), done))
-    case "Busy":
-      return Effect.succeed(wait)
-  }
-}
+    )
+  })
 
-/** Reads (taking the lease when free) and settles; a store failure loads without the cache. */
-const readAndSettle = <A, E, R>(call: Call<A, E, R>, token: string) =>
-  Effect.flatMap(
-    attempt<A, ReadResult | undefined, E, R, never, never>(
-      call,
-      call.store.read(call.instance.key, token, call.timing.leaseMillis),
-      Effect.succeed(undefined)
-    ),
-    (result): Effect.Effect<Outcome<A>, E | CacheStoreError, R> =>
-      result === undefined ? Effect.map(loadOnly(call), done) : settle(call, result, token)
-  )
-
-/** Waits for another caller's load: re-reads on the herd schedule, then loads without storing. */
-const waitForHerd = <A, E, R>(call: Call<A, E, R>, token: string): Effect.Effect<A, E | CacheStoreError, R> => {
-  const { herdRetryCount, herdRetryInterval } = call.settings
-  const poll = Effect.flatMap(readAndSettle(call, token), (outcome) =>
-    outcome._tag === "Wait" ? Effect.fail(StillBusy) : Effect.succeed(outcome)
-  )
-  const schedule = Schedule.spaced(herdRetryInterval)
-  return Effect.andThen(
-    call.metrics.herdWait,
-    herdRetryCount === 0
-      ? loadOnly(call)
-      : Effect.sleep(herdRetryInterval).pipe(
-          Effect.andThen(
-            Effect.retry(poll, { schedule, times: herdRetryCount - 1, while: (error) => error === StillBusy })
-          ),
-          Effect.flatMap((outcome) => (outcome._tag === "Done" ? Effect.succeed(outcome.value) : lead(call))),
-          Effect.catchIf(
-            (error): error is typeof StillBusy => error === StillBusy,
-            () => loadOnly(call)
-          )
-        )
-  )
-}
-
-/** The whole read-through path of the caller that leads a single-flight. */
-const lead = <A, E, R>(call: Call<A, E, R>, rereads = 0): Effect.Effect<A, E | CacheStoreError, R> => {
-  const token = newToken()
-  return Effect.flatMap(readAndSettle(call, token), (outcome) => {
-    switch (outcome._tag) {
+/**
+ * The read-through path: look up, then act on what was found. A miss joins this process's load of the key if
+ * that load cannot have read data older than this call's lookup (see `admissible`), else leads its own.
+ */
+const serve = <A, E, R>(call: Call<A, E, R>, unreadable = 0): Result<A, E> =>
+  Effect.flatMap(look(call), (step): Result<A, E> => {
+    switch (step._tag) {
       case "Done":
-        return Effect.succeed(outcome.value)
-      case "Wait":
-        return waitForHerd(call, token)
-      case "Reread":
-        // One more read takes the lease of the dropped entry; if it is unreadable again, load without storing.
-        return rereads < 1 ? lead(call, rereads + 1) : loadOnly(call)
+        return Effect.succeed(step.served)
+      case "StoreDown":
+        return loadOnly(call)
+      case "Unreadable":
+        // Drop the unreadable entry, then read again to take the lease and overwrite it; if it is unreadable
+        // again, load without storing.
+        return unreadable > 0
+          ? loadOnly(call)
+          : Effect.andThen(
+              attempt(call, call.store.invalidate([call.instance.key], "hard"), Effect.succeed(0)),
+              serve(call, unreadable + 1)
+            )
+      case "Miss":
+        return joinOrLead(call, step.view, step.request)
     }
   })
+
+/**
+ * Whether a value another caller of this process obtained may be handed to a caller whose lookup was request
+ * `request` and saw `view`: when the value was decided by a request sent after that lookup, or when it was
+ * loaded under a lease that lookup saw, with the same stamps (so no invalidation of the key or of its sets came
+ * between the load's lookup and this one). Else the value may predate an invalidation this caller must see.
+ */
+const admissible = (source: Source, request: number, view: CacheStore.View): boolean => {
+  if (source.request > request) return true
+  if (source.token === undefined || source.stamps === undefined || view.holder !== source.token) return false
+  if (source.stamps.length !== view.stamps.length) return false
+  for (let i = 0; i < view.stamps.length; i++) if (source.stamps[i] !== view.stamps[i]) return false
+  return true
 }
 
 /** Joins the flight for the key or leads a new one. */
-const joinOrLead = <A, E, R>(call: Call<A, E, R>): Effect.Effect<A, E | CacheStoreError, R> =>
+const joinOrLead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, request: number): Result<A, E> =>
   Effect.suspend(() => {
     const flights = flightsOf(call.store)
     const key = call.instance.key
     const pending = flights.get(key)
     if (pending !== undefined) {
       pending.joined ??= Deferred.makeUnsafe()
-      return Effect.flatMap(Effect.exit(Deferred.await(pending.joined)), (exit) =>
-        Exit.isSuccess(exit)
-          ? // A follower got its value without loading: it counts as a hit.
-            Effect.as(call.metrics.hit, exit.value as A)
-          : Cause.hasFails(exit.cause) && Cause.squash(exit.cause) === Retry
-            ? joinOrLead(call)
-            : (exit as Exit.Exit<never, E | CacheStoreError>)
-      )
+      return Effect.flatMap(Effect.exit(Deferred.await(pending.joined)), (exit): Result<A, E> => {
+        if (Exit.isSuccess(exit)) {
+          const served = exit.value as Served<A>
+          // A follower got its value without loading: it counts as a hit.
+          if (admissible(served.source, request, view)) return Effect.as(call.metrics.hit, served)
+          return serve(call)
+        }
+        return Cause.hasFails(exit.cause) && Cause.squash(exit.cause) === Retry
+          ? serve(call)
+          : (exit as Exit.Exit<never, E | CacheStoreError>)
+      })
     }
     const flight: Flight = { joined: undefined }
     flights.set(key, flight)
-    return lead(call).pipe(
+    return lead(call, view).pipe(
       Effect.onExit((exit) => {
         if (flights.get(key) === flight) flights.delete(key)
         if (flight.joined === undefined) return Effect.void
@@ -319,30 +377,104 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>): Effect.Effect<A, E | CacheSto
           flight.joined,
           Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
             ? Exit.fail(Retry)
-            : (exit as Exit.Exit<unknown, unknown>)
+            : (exit as Exit.Exit<Served<unknown>, unknown>)
         )
       })
     )
   })
 
+/** The leader's path after a miss: take the lease and load, or wait for the caller that holds it. */
+const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0): Result<A, E> => {
+  if (view.holder !== undefined) return waitForHerd(call)
+  return Effect.suspend(() => {
+    const token = newToken()
+    const request = ++requests
+    return Effect.flatMap(
+      attempt(
+        call,
+        call.store.lease(call.instance.key, token, call.sets, view, "replace", call.timing.leaseMillis),
+        Effect.succeed(undefined)
+      ),
+      (leasing): Result<A, E> => {
+        if (leasing === undefined) return loadOnly(call)
+        switch (leasing._tag) {
+          case "Leased": {
+            const source: Source = { request, token, stamps: view.stamps }
+            return Effect.andThen(
+              call.metrics.miss,
+              Effect.map(loadAndFill(call, token, leasing), (value) => ({ value, source }))
+            )
+          }
+          case "Busy":
+            return waitForHerd(call)
+          case "Changed":
+            return changes < 2 ? relook(call, changes + 1) : loadOnly(call)
+        }
+      }
+    )
+  })
+}
+
+/** Looks again after the key changed under a lease request; a value found now is served. */
+const relook = <A, E, R>(call: Call<A, E, R>, changes: number): Result<A, E> =>
+  Effect.flatMap(look(call), (step): Result<A, E> => {
+    switch (step._tag) {
+      case "Done":
+        return Effect.succeed(step.served)
+      case "Miss":
+        return lead(call, step.view, changes)
+      default:
+        return loadOnly(call)
+    }
+  })
+
+/**
+ * Waits for another caller's load: looks up again on the herd schedule; when the value appears it is served,
+ * when the lease is gone this caller takes it, and when waiting runs out it loads without storing.
+ */
+const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> => {
+  const { herdRetryCount, herdRetryInterval } = call.settings
+  const poll = (left: number): Result<A, E> =>
+    left <= 0
+      ? loadOnly(call)
+      : Effect.andThen(
+          Effect.sleep(herdRetryInterval),
+          Effect.flatMap(look(call), (step): Result<A, E> => {
+            switch (step._tag) {
+              case "Done":
+                return Effect.succeed(step.served)
+              case "Miss":
+                return step.view.holder !== undefined ? poll(left - 1) : lead(call, step.view)
+              default:
+                return loadOnly(call)
+            }
+          })
+        )
+  return Effect.andThen(call.metrics.herdWait, poll(herdRetryCount))
+}
+
 const run = <A, E, R>(
   load: Effect.Effect<A, E, R>,
   instance: Node.Instance,
   strict: boolean
-): Effect.Effect<A, E | CacheStoreError, R | CacheStore> =>
+): Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore> =>
   Effect.flatMap(CachemeConfig, (settings) => {
     if (!settings.enabled || instance.skip) return load
-    return Effect.flatMap(CacheStore, (store) =>
-      joinOrLead({
-        load,
-        instance,
-        store,
-        settings,
-        timing: timingOf(instance.node, settings),
-        metrics: Metrics.forNode(instance.node.name),
-        strict
-      })
-    )
+    return Effect.flatMap(CacheStore.CacheStore, (store) =>
+      Effect.map(
+        serve({
+          load,
+          instance,
+          sets: setsOf(instance),
+          store,
+          settings,
+          timing: timingOf(instance.node, settings),
+          metrics: Metrics.forNode(instance.node.name),
+          strict
+        }),
+        (served) => served.value
+      )
+    ) as Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore>
   })
 
 /**
@@ -368,15 +500,15 @@ const run = <A, E, R>(
 export const cached: {
   <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
     instance: Node.Instance<F, V>
-  ): <A extends V["Type"], E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<V["Type"], E, R | CacheStore>
+  ): <A extends V["Type"], E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<V["Type"], E, R | CacheStore.CacheStore>
   <A extends V["Type"], E, R, F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
     self: Effect.Effect<A, E, R>,
     instance: Node.Instance<F, V>
-  ): Effect.Effect<V["Type"], E, R | CacheStore>
+  ): Effect.Effect<V["Type"], E, R | CacheStore.CacheStore>
 } = dual(
   2,
   <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) =>
-    run(self, instance, false) as Effect.Effect<A, E, R | CacheStore>
+    run(self, instance, false) as Effect.Effect<A, E, R | CacheStore.CacheStore>
 )
 
 /**
@@ -390,11 +522,11 @@ export const cachedStrict: {
     instance: Node.Instance<F, V>
   ): <A extends V["Type"], E, R>(
     self: Effect.Effect<A, E, R>
-  ) => Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore>
+  ) => Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
   <A extends V["Type"], E, R, F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
     self: Effect.Effect<A, E, R>,
     instance: Node.Instance<F, V>
-  ): Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore>
+  ): Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
 } = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(self, instance, true))
 
 /**
@@ -422,7 +554,7 @@ export const fn =
     node: Node.Node<F, V>,
     f: (fields: Schema.Struct.Type<F>) => Effect.Effect<V["Type"], E, R>
   ) =>
-  (fields: Schema.Struct.Type<F>): Effect.Effect<V["Type"], E | InvalidFields, R | CacheStore> =>
+  (fields: Schema.Struct.Type<F>): Effect.Effect<V["Type"], E | InvalidFields, R | CacheStore.CacheStore> =>
     Effect.flatMap(node.makeExit(fields), (instance) => cached(f(instance.fields), instance))
 
 /**
@@ -434,7 +566,7 @@ export const fn =
 export const invalidate = (
   instance: Node.Instance,
   options?: Invalidation.Options
-): Effect.Effect<number, CacheStoreError, CacheStore> => Invalidation.key(instance.key, options)
+): Effect.Effect<number, CacheStoreError, CacheStore.CacheStore> => Invalidation.key(instance.key, options)
 
 /**
  * Invalidates every entry of a node (its name is always one of its tags).
@@ -445,7 +577,7 @@ export const invalidate = (
 export const invalidateNode = (
   node: Node.Node,
   options?: Invalidation.Options
-): Effect.Effect<number, CacheStoreError, CacheStore> => Invalidation.tag(node.name, options)
+): Effect.Effect<number, CacheStoreError, CacheStore.CacheStore> => Invalidation.tag(node.name, options)
 
 /**
  * Invalidates every entry carrying `tag`.
@@ -456,7 +588,7 @@ export const invalidateNode = (
 export const invalidateTag = (
   tag: string,
   options?: Invalidation.Options
-): Effect.Effect<number, CacheStoreError, CacheStore> => Invalidation.tag(tag, options)
+): Effect.Effect<number, CacheStoreError, CacheStore.CacheStore> => Invalidation.tag(tag, options)
 
 /**
  * Invalidates the entries whose key matches a Redis glob pattern, under the prefix only (SCAN, never KEYS).
@@ -467,4 +599,4 @@ export const invalidateTag = (
 export const invalidatePattern = (
   pattern: string,
   options?: Invalidation.Options
-): Effect.Effect<number, CacheStoreError, CacheStore> => Invalidation.pattern(pattern, options)
+): Effect.Effect<number, CacheStoreError, CacheStore.CacheStore> => Invalidation.pattern(pattern, options)

@@ -23,6 +23,11 @@ export const herdWaits = counter("cacheme_herd_waits", "Reads that waited for an
 /** @category metrics */
 export const storeErrors = counter("cacheme_store_errors", "Store commands that failed or timed out")
 /** @category metrics */
+export const oversized = counter(
+  "cacheme_oversized",
+  "Loaded values larger than maxValueBytes, returned but not stored"
+)
+/** @category metrics */
 const loadBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
 /** @category metrics */
 export const loadDuration = Metric.histogram("cacheme_load_duration_ms", {
@@ -38,6 +43,7 @@ export interface NodeMetrics {
   readonly load: Effect.Effect<void>
   readonly herdWait: Effect.Effect<void>
   readonly storeError: Effect.Effect<void>
+  readonly oversized: Effect.Effect<void>
   readonly loadDuration: (millis: number) => Effect.Effect<void>
 }
 
@@ -68,6 +74,7 @@ export const forNode = (node: string): NodeMetrics => {
       load: bump(loads),
       herdWait: bump(herdWaits),
       storeError: bump(storeErrors),
+      oversized: bump(oversized),
       loadDuration: (millis) => Metric.update(duration, millis)
     }
     byNode.set(node, metrics)
@@ -89,6 +96,7 @@ export interface Stats {
   readonly loads: number
   readonly herdWaits: number
   readonly storeErrors: number
+  readonly oversized: number
   /** hits + stale served over all reads; 0 without reads. */
   readonly hitRatio: number
   /** Mean load time in milliseconds; 0 without loads. */
@@ -105,13 +113,14 @@ export const stats = Effect.fnUntraced(function* (node: string) {
   const attributes = { node }
   const count = (metric: Metric.Counter<number>) =>
     Effect.map(Metric.value(Metric.withAttributes(metric, attributes)), (state) => Number(state.count))
-  const [h, m, s, l, w, e] = yield* Effect.all([
+  const [h, m, s, l, w, e, o] = yield* Effect.all([
     count(hits),
     count(misses),
     count(staleServed),
     count(loads),
     count(herdWaits),
-    count(storeErrors)
+    count(storeErrors),
+    count(oversized)
   ])
   const durations = yield* Metric.value(Metric.withAttributes(loadDuration, attributes))
   const reads = h + m + s
@@ -123,6 +132,7 @@ export const stats = Effect.fnUntraced(function* (node: string) {
     loads: l,
     herdWaits: w,
     storeErrors: e,
+    oversized: o,
     hitRatio: reads === 0 ? 0 : (h + s) / reads,
     meanLoadMillis: durations.count === 0 ? 0 : durations.sum / durations.count
   }

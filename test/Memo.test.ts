@@ -7,6 +7,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, Layer, Ref, Schema } from "effect
 import { type CachemeConfig, CacheStore, InvalidNode, Memo, Metrics, Node } from "../src/index.ts"
 import { groupSet } from "../src/internal/keys.ts"
 import { backends } from "./support/backends.ts"
+import { leaseAs, putRaw } from "./support/store.ts"
 
 let nodeCounter = 0
 /** Node names are global (metrics, registry): each test gets its own. */
@@ -29,10 +30,10 @@ const countingReads = Layer.effect(
     const store = yield* CacheStore.CacheStore
     return {
       ...store,
-      read: (key: string, token: string, lease: number) =>
+      lookup: (key: string, sets: CacheStore.Sets) =>
         Effect.andThen(
           Ref.update(reads, (n) => n + 1),
-          store.read(key, token, lease)
+          store.lookup(key, sets)
         )
     }
   })
@@ -170,7 +171,10 @@ for (const backend of backends) {
         const HerdNode = Node.make(name, { fields: { id: Schema.Number }, value: Schema.Number })
         const store = yield* CacheStore.CacheStore
         // Another process holds the lease and never finishes.
-        assert.strictEqual((yield* store.read(HerdNode.make({ id: 1 }).key, "elsewhere", 60_000))._tag, "Miss")
+        assert.strictEqual(
+          (yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "elsewhere", [], 60_000))._tag,
+          "Leased"
+        )
         yield* Ref.set(reads, 0)
         const runs = yield* Ref.make(0)
         const fiber = yield* Effect.forkChild(counted(runs, 42).pipe(Memo.cached(HerdNode.make({ id: 1 }))))
@@ -183,7 +187,7 @@ for (const backend of backends) {
         assert.strictEqual(yield* Ref.get(reads), 6)
         assert.strictEqual((yield* Metrics.stats(name)).herdWaits, 1)
         // Without the lease, the value was not stored: the holder's lease is intact.
-        assert.strictEqual((yield* store.read(HerdNode.make({ id: 1 }).key, "t", 60_000))._tag, "Busy")
+        assert.strictEqual((yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "t", [], 60_000))._tag, "Busy")
       }).pipe(
         // The defaults are 5 re-reads 20 ms apart.
         Effect.provide(countingReads.pipe(Layer.provide(backend.layer())))
@@ -382,13 +386,7 @@ for (const backend of backends) {
         const Fragile = Node.make(fresh("fragile"), { fields: { id: Schema.Number }, value: Schema.Number })
         const key = Fragile.make({ id: 1 }).key
         const store = yield* CacheStore.CacheStore
-        yield* store.read(key, "vandal", 10_000)
-        yield* store.fill(key, "vandal", {
-          value: `${Fragile.stamp}\n{not json`,
-          freshMillis: undefined,
-          lifeMillis: undefined,
-          sets: []
-        })
+        yield* putRaw(store, key, `${Fragile.stamp}\n{not json`, { names: [`t:${Fragile.name}`] })
         const runs = yield* Ref.make(0)
         assert.strictEqual(yield* counted(runs, 9).pipe(Memo.cached(Fragile.make({ id: 1 }))), 9)
         assert.strictEqual(yield* counted(runs, 9).pipe(Memo.cached(Fragile.make({ id: 1 }))), 9)

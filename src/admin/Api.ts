@@ -196,7 +196,7 @@ export const HistoryQuery = Schema.Struct({
  * @category models
  * @since 0.1.0
  */
-export const EntryState = Schema.Literals(["fresh", "stale", "loading"])
+export const EntryState = Schema.Literals(["fresh", "stale", "invalidated", "loading"])
 
 /**
  * One key of a listing.

@@ -1,7 +1,8 @@
 /**
- * How keys, groups and tags are spelled in a store. Entries live at `prefix + key`; membership sets live at
- * `prefix + "~" + setId`, which is why an entry key may not start with `~`.
+ * How keys, groups and tags are spelled. Entries live at `prefix + key`; the protocol keys of a set (its stamp
+ * and index) live under `prefix + "~"` (see `protocol.ts`), which is why an entry key may not start with `~`.
  */
+import { setMarker } from "./protocol.ts"
 
 /** The membership set of an `InvalidNode` group. */
 export const groupSet = (groupKey: string): string => `g:${groupKey}`
@@ -9,8 +10,8 @@ export const groupSet = (groupKey: string): string => `g:${groupKey}`
 /** The membership set of a tag (every node name is a tag). */
 export const tagSet = (tag: string): string => `t:${tag}`
 
-/** The character that separates membership sets from entries under the prefix. */
-export const setMarker = "~"
+/** Whether a set is a tag's (tags are few and shared by many entries; groups may be one per row). */
+export const isTagSet = (set: string): boolean => set.startsWith("t:")
 
 /** Checks a computed entry key: returns a reason when it cannot be used. */
 export const invalidKeyReason = (key: string): string | undefined =>

@@ -1,14 +1,16 @@
 /**
- * The in-process store. Entries sit in one `Map` whose insertion order is the recency order (a read moves the
- * entry to the end), so evicting the least recently used entry is taking the first key. Expiry is checked
- * lazily against Effect's `Clock`; every entry knows its membership sets, so removing an entry (invalidated,
- * expired or evicted) removes it from them and the sets never outgrow the entries. The holds on a set (token ->
- * expiry) sit in a map of their own next to its members, so invalidating the set never touches them.
+ * The in-process store. It keeps the same records, stamps and indexes as the Redis store (see
+ * `internal/protocol.ts`), each operation one synchronous step, so both stores keep one protocol and pass one
+ * contract suite. Entries sit in one `Map` whose insertion order is the recency order (a read moves the entry to
+ * the end), so evicting the least recently used entry is taking the first key; evicting an entry only turns a
+ * hit into a miss. Expiry is checked lazily against Effect's `Clock`.
  */
 import { Effect, type Scope } from "effect"
-import type { CacheStore, EntryInfo, Fill, Mode, ReadResult } from "../CacheStore.ts"
+import type { CacheStore, Fill, Leasing, Mode, Sets, View } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
-import { globToRegExp } from "../internal/glob.ts"
+import { compileGlob } from "../internal/glob.ts"
+import { isTagSet } from "../internal/keys.ts"
+import * as Protocol from "../internal/protocol.ts"
 
 /**
  * Options of the in-process store.
@@ -21,21 +23,13 @@ export interface MemoryOptions {
   readonly maxEntries?: number | undefined
 }
 
-interface Entry {
-  value: string | undefined
-  /** 0: fresh for ever; 1: invalidated; otherwise millis since the epoch. */
-  freshUntil: number
+/** A key with its expiry (millis since the epoch; `Infinity`: none). */
+interface Slot {
+  value: string
   expiresAt: number
-  lease: string | undefined
-  leaseUntil: number
-  sets: Set<string>
 }
 
-const FOREVER = 0
-const INVALIDATED = 1
-
-const isFresh = (entry: Entry, now: number) =>
-  entry.freshUntil === FOREVER || (entry.freshUntil !== INVALIDATED && entry.freshUntil > now)
+const noLease = `${"0".repeat(13)}${"-".repeat(Protocol.tokenLength)}`
 
 export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStore["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -45,185 +39,306 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     }
     const { prefix } = yield* CachemeConfig
     const scope = yield* Effect.scope
-    const entries = new Map<string, Entry>()
-    const sets = new Map<string, Map<string, number>>()
-    const holds = new Map<string, Map<string, number>>()
-
-    const remove = (key: string, entry: Entry, except?: string) => {
-      entries.delete(key)
-      for (const set of entry.sets) {
-        if (set === except) continue
-        const members = sets.get(set)
-        if (members === undefined) continue
-        members.delete(key)
-        if (members.size === 0) sets.delete(set)
-      }
-    }
-
-    /** The live entry at `key`, dropping it when its life is over. */
-    const live = (key: string, now: number): Entry | undefined => {
-      const entry = entries.get(key)
-      if (entry !== undefined && entry.expiresAt <= now) {
-        remove(key, entry)
-        return undefined
-      }
-      return entry
-    }
-
-    const touch = (key: string, entry: Entry) => {
-      entries.delete(key)
-      entries.set(key, entry)
-    }
-
-    const evict = () => {
-      while (entries.size > maxEntries) {
-        const oldest = entries.keys().next().value as string
-        remove(oldest, entries.get(oldest)!)
-      }
-    }
+    const entries = new Map<string, Slot>()
+    const stamps = new Map<string, Slot>()
+    const indexes = new Map<string, Map<string, number>>()
 
     const withClock = <A>(f: (now: number) => A): Effect.Effect<A> =>
       Effect.clockWith((clock) => Effect.sync(() => f(clock.currentTimeMillisUnsafe())))
 
-    const invalidateKey = (key: string, mode: Mode, now: number, except?: string): number => {
-      const entry = live(key, now)
-      if (entry === undefined) return 0
-      const held = entry.value === undefined ? 0 : 1
-      if (mode === "soft" && held === 1) {
-        entry.freshUntil = INVALIDATED
-        entry.lease = undefined
-      } else {
-        remove(key, entry, except)
+    const liveSlot = (map: Map<string, Slot>, key: string, now: number): Slot | undefined => {
+      const slot = map.get(key)
+      if (slot !== undefined && slot.expiresAt <= now) {
+        map.delete(key)
+        return undefined
       }
-      return held
+      return slot
     }
 
-    const read = (key: string, token: string, leaseMillis: number): Effect.Effect<ReadResult> =>
-      withClock((now): ReadResult => {
-        const entry = live(key, now)
-        if (entry !== undefined && entry.value !== undefined) {
-          touch(key, entry)
-          if (isFresh(entry, now)) return { _tag: "Hit", value: entry.value }
+    const record = (key: string, now: number) => liveSlot(entries, key, now)?.value
+    const stamp = (set: string, now: number) => liveSlot(stamps, set, now)?.value ?? null
+
+    const setEntry = (key: string, value: string, expiresAt: number) => {
+      entries.delete(key)
+      entries.set(key, { value, expiresAt })
+      while (entries.size > maxEntries) entries.delete(entries.keys().next().value as string)
+    }
+
+    /** Rewrites part of a record in place, like SETRANGE, keeping its expiry. */
+    const setRange = (key: string, offset: number, text: string) => {
+      const slot = entries.get(key)!
+      slot.value = slot.value.slice(0, offset) + text + slot.value.slice(offset + text.length)
+    }
+
+    const lookup = (key: string, sets: Sets) =>
+      withClock((now) => {
+        const slot = liveSlot(entries, key, now)
+        if (slot !== undefined) {
+          entries.delete(key)
+          entries.set(key, slot)
         }
-        const leaseFree = entry === undefined || entry.lease === undefined || entry.leaseUntil <= now
-        if (entry !== undefined && entry.value !== undefined) {
-          if (leaseFree) {
-            entry.lease = token
-            entry.leaseUntil = now + leaseMillis
-          }
-          return { _tag: "Stale", value: entry.value, lease: leaseFree }
-        }
-        if (!leaseFree) return { _tag: "Busy" }
-        if (entry === undefined) {
-          entries.set(key, {
-            value: undefined,
-            freshUntil: FOREVER,
-            expiresAt: now + leaseMillis,
-            lease: token,
-            leaseUntil: now + leaseMillis,
-            sets: new Set()
+        return Protocol.judge(
+          slot?.value ?? null,
+          sets,
+          sets.names.map((set) => stamp(set, now)),
+          now
+        )
+      })
+
+    const lease = (
+      key: string,
+      token: string,
+      sets: Sets,
+      view: View,
+      intent: "keep" | "replace",
+      leaseMillis: number
+    ) =>
+      withClock((now): Leasing => {
+        const take = (): Leasing => {
+          setEntry(key, Protocol.leaseRecord(token), now + leaseMillis)
+          const created: Array<boolean> = []
+          const recorded = sets.names.map((set, i) => {
+            const looked = view.stamps[i] ?? null
+            const seen = looked === null || Protocol.isHold(looked) ? stamp(set, now) : looked
+            created.push(seen === null)
+            if (seen !== null) return seen
+            const fresh = Protocol.newStamp()
+            stamps.set(set, { value: fresh, expiresAt: now + leaseMillis })
+            return fresh
           })
-          evict()
-        } else {
-          entry.lease = token
-          entry.leaseUntil = now + leaseMillis
-          entry.expiresAt = Math.max(entry.expiresAt, now + leaseMillis)
+          return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }
         }
-        return { _tag: "Miss" }
-      })
-
-    /** The live holds on `set` (token -> expiry), dropping the ones that have lapsed; `undefined` if none. */
-    const liveHolds = (set: string, now: number): Map<string, number> | undefined => {
-      const tokens = holds.get(set)
-      if (tokens === undefined) return undefined
-      for (const [token, until] of tokens) if (until <= now) tokens.delete(token)
-      if (tokens.size > 0) return tokens
-      holds.delete(set)
-      return undefined
-    }
-
-    /** Invalidates every member of `set`; its holds stay. */
-    const invalidateMembers = (set: string, mode: Mode, now: number): number => {
-      const members = sets.get(set)
-      if (members === undefined) return 0
-      if (mode === "hard") sets.delete(set)
-      let count = 0
-      for (const key of [...members.keys()]) count += invalidateKey(key, mode, now, set)
-      return count
-    }
-
-    const track = (key: string, setIds: ReadonlyArray<string>, lifeMillis: number | undefined) =>
-      withClock((now) => {
-        // Checked for every set before registering in any, so a refused key is left out of them all.
-        if (setIds.some((set) => liveHolds(set, now) !== undefined)) return false
-        const entry = live(key, now)
-        if (entry === undefined) return true
-        const until = lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + lifeMillis
-        for (const set of setIds) {
-          let members = sets.get(set)
-          if (members === undefined) {
-            members = new Map()
-            sets.set(set, members)
+        const slot = liveSlot(entries, key, now)
+        if (slot === undefined) return take()
+        const parsed = Protocol.parse(slot.value)
+        switch (parsed._tag) {
+          case "Foreign":
+            return take()
+          case "Lease": {
+            const remaining = slot.expiresAt - now
+            return remaining > 0 && remaining <= leaseMillis ? { _tag: "Busy", holder: parsed.holder } : take()
           }
-          members.set(key, Math.max(members.get(key) ?? 0, until))
-          entry.sets.add(set)
+          case "Value": {
+            if (parsed.body.fillToken !== view.seen) return { _tag: "Changed" }
+            if (parsed.leaseUntil > now && parsed.leaseUntil <= now + leaseMillis) {
+              return { _tag: "Busy", holder: parsed.holder! }
+            }
+            if (intent === "replace") return take()
+            setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0") + token)
+            slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
+            const created = view.stamps.map(() => false)
+            const recorded = view.stamps.map((current) => current!)
+            return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }
+          }
+        }
+      })
+
+    const holderOf = (value: string) => value.slice(Protocol.offsets.leaseToken, Protocol.offsets.freshUntil)
+
+    /** Drops `token`'s lease at `key` if it holds it; true when it did. */
+    const dropLease = (key: string, token: string, now: number): boolean => {
+      const value = record(key, now)
+      if (value === undefined || Protocol.parse(value)._tag === "Foreign" || holderOf(value) !== token) return false
+      if (value[Protocol.offsets.state] === "L") entries.delete(key)
+      else setRange(key, Protocol.offsets.leaseUntil, noLease)
+      return true
+    }
+
+    const fill = (
+      key: string,
+      token: string,
+      sets: Sets,
+      recorded: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>,
+      value: Fill
+    ) =>
+      withClock((now) => {
+        const current = record(key, now)
+        if (current === undefined || Protocol.parse(current)._tag === "Foreign" || holderOf(current) !== token) {
+          return false
+        }
+        if (sets.names.some((set, i) => stamp(set, now) !== recorded[i])) {
+          dropLease(key, token, now)
+          return false
+        }
+        setEntry(
+          key,
+          Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
+            fillToken: token,
+            setsJson: sets.json,
+            stamps: recorded.join(","),
+            value: value.value
+          }),
+          value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+        )
+        const score = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+        const member = Protocol.indexMember(token, key)
+        sets.names.forEach((set, i) => {
+          if (created[i]) {
+            const slot = stamps.get(set)!
+            slot.expiresAt =
+              isTagSet(set) || value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + 2 * value.lifeMillis
+          }
+          let index = indexes.get(set)
+          if (index === undefined) {
+            index = new Map()
+            indexes.set(set, index)
+          }
+          for (const [other, until] of index) if (until <= now) index.delete(other)
+          index.set(member, score)
+        })
+        return true
+      })
+
+    const renew = (key: string, token: string, leaseMillis: number) =>
+      withClock((now) => {
+        const slot = liveSlot(entries, key, now)
+        if (slot === undefined || Protocol.parse(slot.value)._tag === "Foreign" || holderOf(slot.value) !== token) {
+          return false
+        }
+        if (slot.value[Protocol.offsets.state] === "L") slot.expiresAt = now + leaseMillis
+        else {
+          setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0"))
+          slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
         }
         return true
       })
 
-    const fill = (key: string, token: string, value: Fill) =>
+    const release = (
+      key: string,
+      token: string,
+      sets: Sets,
+      recorded: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>
+    ) =>
       withClock((now) => {
-        const entry = live(key, now)
-        if (entry === undefined || entry.lease !== token) return false
-        entry.value = value.value
-        entry.freshUntil = value.freshMillis === undefined ? FOREVER : now + value.freshMillis
-        entry.expiresAt = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
-        entry.lease = undefined
-        touch(key, entry)
-        return true
+        dropLease(key, token, now)
+        sets.names.forEach((set, i) => {
+          if (created[i] && stamp(set, now) === recorded[i]) stamps.delete(set)
+        })
       })
 
-    const release = (key: string, token: string) =>
-      withClock((now) => {
-        const entry = live(key, now)
-        if (entry === undefined || entry.lease !== token) return
-        if (entry.value === undefined) remove(key, entry)
-        else entry.lease = undefined
-      })
+    const leaveIndexes = (key: string, body: Protocol.Body, except?: string) => {
+      const member = Protocol.indexMember(body.fillToken, key)
+      for (const set of Protocol.setsOf(body)) {
+        if (set === except) continue
+        const index = indexes.get(set)
+        index?.delete(member)
+        if (index?.size === 0) indexes.delete(set)
+      }
+    }
+
+    const invalidateKey = (key: string, mode: Mode, now: number): number => {
+      const value = record(key, now)
+      if (value === undefined) return 0
+      const parsed = Protocol.parse(value)
+      if (parsed._tag === "Foreign") {
+        entries.delete(key)
+        return 1
+      }
+      if (parsed._tag === "Lease") {
+        entries.delete(key)
+        return 0
+      }
+      if (mode === "soft") {
+        setRange(key, Protocol.offsets.state, `S${noLease}`)
+        return 1
+      }
+      entries.delete(key)
+      leaveIndexes(key, parsed.body)
+      return 1
+    }
 
     const invalidate = (keys: ReadonlyArray<string>, mode: Mode) =>
       withClock((now) => keys.reduce((count, key) => count + invalidateKey(key, mode, now), 0))
 
-    const invalidateSet = (set: string, mode: Mode) => withClock((now) => invalidateMembers(set, mode, now))
+    /** Counts (and, hard, removes) the entries of `set` that recorded the incarnation of `old`. */
+    const reclaim = (set: string, old: string | null, mode: Mode, now: number): number => {
+      if (old === null || Protocol.isHold(old)) return 0
+      const index = indexes.get(set)
+      if (index === undefined) return 0
+      const inc = Protocol.incarnation(old)
+      const current = stamp(set, now)
+      let count = 0
+      for (const member of [...index.keys()]) {
+        const key = member.slice(Protocol.tokenLength)
+        const value = record(key, now)
+        const parsed = value === undefined ? undefined : Protocol.parse(value)
+        if (parsed?._tag !== "Value" || parsed.body.fillToken !== member.slice(0, Protocol.tokenLength)) {
+          index.delete(member)
+          continue
+        }
+        const recorded = Protocol.recordedStamp(parsed.body, set)
+        if (recorded === undefined) {
+          index.delete(member)
+          continue
+        }
+        if (Protocol.incarnation(recorded) === inc) {
+          count++
+          if (mode === "soft") continue
+        } else if (recorded === current || mode === "soft") continue
+        entries.delete(key)
+        index.delete(member)
+        leaveIndexes(key, parsed.body, set)
+      }
+      if (index.size === 0) indexes.delete(set)
+      return count
+    }
+
+    const invalidateStamp = (set: string, mode: Mode, now: number): string | null => {
+      const old = stamp(set, now)
+      if (old === null || Protocol.isHold(old)) return old
+      if (mode === "hard") stamps.delete(set)
+      else {
+        const dot = old.indexOf(".")
+        const generation = dot === -1 ? 0 : Number(old.slice(dot + 1)) || 0
+        stamps.get(set)!.value = `${Protocol.incarnation(old)}.${generation + 1}`
+      }
+      return old
+    }
+
+    const invalidateSet = (set: string, mode: Mode) =>
+      withClock((now) => reclaim(set, invalidateStamp(set, mode, now), mode, now))
 
     const hold = (setIds: ReadonlyArray<string>, token: string, holdMillis: number) =>
       withClock((now) =>
         setIds.map((set) => {
-          const tokens = liveHolds(set, now) ?? new Map<string, number>()
-          tokens.set(token, now + holdMillis)
-          holds.set(set, tokens)
-          return invalidateMembers(set, "hard", now)
+          const old = stamp(set, now)
+          const slot = stamps.get(set)
+          if (old !== null && Protocol.isHold(old)) {
+            slot!.value = `${old},${token}`
+            slot!.expiresAt = Math.max(slot!.expiresAt, now + holdMillis)
+            return 0
+          }
+          stamps.set(set, { value: `${Protocol.holdMark}${token}`, expiresAt: now + holdMillis })
+          return reclaim(set, old, "hard", now)
         })
       )
 
     const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {
         for (const set of setIds) {
-          const tokens = holds.get(set)
-          const until = tokens?.get(token)
-          if (tokens !== undefined) {
-            tokens.delete(token)
-            if (tokens.size === 0) holds.delete(set)
+          const current = stamp(set, now)
+          if (current !== null && Protocol.isHold(current)) {
+            const tokens = current.slice(1).split(",")
+            const at = tokens.indexOf(token)
+            if (at === -1) continue
+            tokens.splice(at, 1)
+            if (tokens.length === 0) stamps.delete(set)
+            else stamps.get(set)!.value = `${Protocol.holdMark}${tokens.join(",")}`
+            continue
           }
-          // A load may have been stored after the hold lapsed.
-          if (until === undefined || until <= now) invalidateMembers(set, "hard", now)
+          // The hold lapsed: a load may have been stored since, under a stamp made after the lapse.
+          stamps.delete(set)
+          reclaim(set, current, "hard", now)
         }
       })
 
-    const matcher = (pattern: string | undefined) => {
+    const matcher = (pattern: string | undefined): ((key: string) => boolean) => {
       if (pattern === undefined || pattern === "*") return () => true
-      const regexp = globToRegExp(pattern)
-      return (key: string) => regexp.test(key)
+      const glob = compileGlob(pattern)
+      if (glob._tag === "GlobError") throw new Error(glob.reason)
+      return glob.test
     }
 
     const invalidatePattern = (pattern: string, mode: Mode) =>
@@ -240,7 +355,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         const after = options.cursor === undefined || options.cursor === "0" ? undefined : decodeCursor(options.cursor)
         const count = Math.max(1, Math.min(options.count ?? 100, 1000))
         const keys = [...entries.keys()]
-          .filter((key) => (after === undefined || key > after) && matches(key) && live(key, now) !== undefined)
+          .filter((key) => (after === undefined || key > after) && matches(key) && record(key, now) !== undefined)
           .sort()
         const page = keys.slice(0, count)
         return {
@@ -250,35 +365,43 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       })
 
     const inspect = (key: string) =>
-      withClock((now): EntryInfo | undefined => {
-        const entry = live(key, now)
-        if (entry === undefined) return undefined
-        return {
-          key,
-          value: entry.value,
-          freshUntil: entry.freshUntil === FOREVER ? undefined : entry.freshUntil,
-          ttlMillis: Number.isFinite(entry.expiresAt) ? entry.expiresAt - now : undefined,
-          leased: entry.lease !== undefined && entry.leaseUntil > now,
-          sets: [...entry.sets]
+      withClock((now) => {
+        const slot = liveSlot(entries, key, now)
+        if (slot === undefined) return undefined
+        const ttlMillis = Number.isFinite(slot.expiresAt) ? slot.expiresAt - now : undefined
+        const parsed = Protocol.parse(slot.value)
+        if (parsed._tag !== "Value") {
+          return { key, value: undefined, freshness: undefined, ttlMillis, leased: parsed._tag === "Lease", sets: [] }
         }
+        const sets = Protocol.setsOf(parsed.body)
+        return Protocol.describe(
+          key,
+          parsed,
+          sets,
+          sets.map((set) => stamp(set, now)),
+          ttlMillis,
+          now
+        )
       })
 
     const setSize = (set: string) =>
       withClock((now) => {
-        const members = sets.get(set)
-        if (members === undefined) return 0
-        for (const [key, until] of members) if (until <= now) members.delete(key)
-        return members.size
+        const index = indexes.get(set)
+        if (index === undefined) return 0
+        for (const [member, until] of index) if (until <= now) index.delete(member)
+        return index.size
       })
 
     return {
       kind: "memory",
       prefix,
       scope,
-      read,
-      track,
-      fill,
-      release,
+      lookup,
+      // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
+      lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),
+      fill: (key, token, ...rest) => fill(key, Protocol.fixedToken(token), ...rest),
+      renew: (key, token, leaseMillis) => renew(key, Protocol.fixedToken(token), leaseMillis),
+      release: (key, token, ...rest) => release(key, Protocol.fixedToken(token), ...rest),
       invalidate,
       invalidateSet,
       hold,

@@ -1,8 +1,11 @@
 /**
- * The Redis store over `ioredis`. Every operation on an entry is one Lua script on one key (registered with
- * `defineCommand`, run by EVALSHA), so a hit is one round trip and every script stays within one hash slot.
- * Commands that span keys (invalidating a set's members, leaving sets) are sent together without waiting
- * for each reply, which pipelines them on the connection and works the same on a Cluster client.
+ * The Redis store over `ioredis`, speaking the protocol of `internal/protocol.ts`:
+ *
+ * - a lookup is one `MGET` of the entry and its sets' stamps (on a Cluster, the same `GET`s sent together);
+ * - a miss then takes the lease (a plain `SET NX` when the key is empty, a script otherwise) and creates the
+ *   stamps its sets lack, in one round trip; the fill is one script;
+ * - an invalidation changes one stamp (one key); reclaiming the memory of the entries it killed follows, in
+ *   bounded batches that each have their own command timeout.
  *
  * `ioredis` is loaded only when the layer opens its own connection from a URL, so it stays an optional peer.
  */
@@ -11,14 +14,17 @@ import type { Cluster, Redis } from "ioredis"
 import {
   CacheStoreError,
   type CacheStore,
-  type EntryInfo,
   type Fill,
+  type Leasing,
+  type Lookup,
   type Mode,
-  type ReadResult
+  type Sets,
+  type View
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { escapeGlob } from "../internal/glob.ts"
-import { setMarker } from "../internal/keys.ts"
+import { isTagSet } from "../internal/keys.ts"
+import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
 
 /**
@@ -35,58 +41,24 @@ export type RedisOptions = (
   readonly prefix?: string | undefined
   /** Overrides `CachemeConfig`'s command timeout. */
   readonly commandTimeout?: Duration.Input | undefined
-  /** Members removed from a set per round trip when invalidating it (default 500). */
+  /** Entries reclaimed per round trip after a set is invalidated (default 500). */
   readonly batchSize?: number | undefined
 }
 
-interface Commands {
-  cachemeRead(key: string, token: string, leaseMillis: number): Promise<[number, string?, number?]>
-  cachemeTrack(set: string, member: string, lifeMillis: number): Promise<number>
-  cachemeFill(
-    key: string,
-    token: string,
-    value: string,
-    freshMillis: number,
-    lifeMillis: number,
-    sets: string
-  ): Promise<number>
-  cachemeRelease(key: string, token: string): Promise<number>
-  cachemeInvalidate(key: string, mode: Mode): Promise<[number, string]>
-  cachemePop(set: string, count: number): Promise<Array<string>>
-  cachemeHold(set: string, member: string, holdMillis: number, count: number): Promise<Array<string>>
-  cachemeReleaseHold(set: string, member: string): Promise<number>
-  cachemeInspect(key: string): Promise<[string | null, string, number, string, number] | null>
+type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
+const defineCommands = (client: Redis | Cluster): Record<string, ScriptFn> => {
+  for (const { name, lua, numberOfKeys } of Scripts.all) {
+    if (typeof (client as any)[name] !== "function") {
+      client.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua })
+    }
+  }
+  return client as unknown as Record<string, ScriptFn>
 }
-
-type Client = (Redis | Cluster) & Commands
-
-const commands: ReadonlyArray<readonly [keyof Commands, string]> = [
-  ["cachemeRead", Scripts.read],
-  ["cachemeTrack", Scripts.track],
-  ["cachemeFill", Scripts.fill],
-  ["cachemeRelease", Scripts.release],
-  ["cachemeInvalidate", Scripts.invalidate],
-  ["cachemePop", Scripts.pop],
-  ["cachemeHold", Scripts.hold],
-  ["cachemeReleaseHold", Scripts.releaseHold],
-  ["cachemeInspect", Scripts.inspect]
-]
-
-/** How far this machine's clock may be behind Redis's before a stale value could pass for a fresh one. */
-const clockSkewMillis = 1000
 
 /** Resumes on the next turn of the event loop (after I/O callbacks and the promise jobs of the current one). */
 const nextTurn: Effect.Effect<void> = Effect.callback<void>((resume) => {
   setImmediate(() => resume(Effect.void))
 })
-
-const defineCommands = (client: Redis | Cluster): Client => {
-  const target = client as Client
-  for (const [name, lua] of commands) {
-    if (typeof (target as any)[name] !== "function") client.defineCommand(name, { numberOfKeys: 1, lua })
-  }
-  return target
-}
 
 const openClient = (url: string, timeoutMillis: number) =>
   Effect.acquireRelease(
@@ -111,6 +83,9 @@ const openClient = (url: string, timeoutMillis: number) =>
     (client) => Effect.sync(() => client.disconnect())
   )
 
+/** How often (in fills per process) a fill also drops the index members whose life is over. */
+const pruneEvery = 16
+
 export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore["Service"], never, Scope.Scope> =>
   Effect.gen(function* () {
     const settings = yield* CachemeConfig
@@ -120,14 +95,32 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const timeoutMillis = Duration.toMillis(timeout)
     const batchSize = options.batchSize ?? 500
     const scope = yield* Effect.scope
-    const client = defineCommands(options.client ?? (yield* openClient(options.url!, timeoutMillis)))
-    const setPrefix = `${prefix}${setMarker}`
+    // A `Redis` or a `Cluster`, typed as `Redis`: both take the same commands.
+    const client = (options.client ?? (yield* openClient(options.url!, timeoutMillis))) as Redis
+    const scripts = defineCommands(client)
+    const isCluster = (client as unknown as Cluster).isCluster === true
     const entryKey = (key: string) => prefix + key
-    const setKey = (set: string) => setPrefix + set
+    const stampKey = (set: string) => Protocol.stampKey(prefix, set)
+    const indexKey = (set: string) => Protocol.indexKey(prefix, set)
+    const protocolPrefix = prefix + Protocol.setMarker
+    let fills = 0
+
+    const failure = (operation: string, cause: unknown) =>
+      new CacheStoreError({
+        operation,
+        reason: "Unavailable",
+        message: `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+        cause
+      })
 
     // One timer per command, cleared when the reply comes (racing the promise against an Effect sleep would
-    // start and interrupt fibers on every hit).
-    const run = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, CacheStoreError> =>
+    // start and interrupt fibers on every hit). `late` sees a reply that came after the caller gave up: a lease
+    // taken by a request that timed out is released then, so no lease is ever left without a holder.
+    const run = <A>(
+      operation: string,
+      f: () => Promise<A>,
+      late?: (value: A) => void
+    ): Effect.Effect<A, CacheStoreError> =>
       Effect.callback<A, CacheStoreError>((resume) => {
         let settled = false
         const timer = setTimeout(() => {
@@ -142,25 +135,21 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             )
           )
         }, timeoutMillis)
-        const fail = (cause: unknown) =>
-          new CacheStoreError({
-            operation,
-            reason: "Unavailable",
-            message: `Redis ${operation} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-            cause
-          })
         let promise: Promise<A>
         try {
           promise = f()
         } catch (cause) {
           clearTimeout(timer)
           settled = true
-          resume(Effect.fail(fail(cause)))
+          resume(Effect.fail(failure(operation, cause)))
           return
         }
         promise.then(
           (value) => {
-            if (settled) return
+            if (settled) {
+              late?.(value)
+              return
+            }
             settled = true
             clearTimeout(timer)
             resume(Effect.succeed(value))
@@ -169,7 +158,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             if (settled) return
             settled = true
             clearTimeout(timer)
-            resume(Effect.fail(fail(cause)))
+            resume(Effect.fail(failure(operation, cause)))
           }
         )
         return Effect.sync(() => {
@@ -178,126 +167,272 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         })
       })
 
-    // A hit needs no lease, so a plain HMGET answers it: far cheaper for Redis than a script. Only a value that
-    // is clearly fresh is answered so (fresh for ever, or for more than the clock-skew margin by this machine's
-    // clock); everything else (no value, stale, about to go stale) takes the script, which judges freshness by
-    // the server's clock and takes the lease atomically with its read.
-    const readFresh = async (key: string, token: string, leaseMillis: number) => {
-      const [value, freshUntil] = await client.hmget(entryKey(key), "v", "x")
-      if (value !== null && freshUntil !== null) {
-        const until = Number(freshUntil)
-        if (until === 0 || until - Date.now() > clockSkewMillis) return [1, value] as [number, string]
-      }
-      return client.cachemeRead(entryKey(key), token, leaseMillis)
+    const getMany = (keys: ReadonlyArray<string>): Promise<Array<string | null>> =>
+      isCluster ? Promise.all(keys.map((key) => client.get(key))) : client.mget(...keys)
+
+    const lookup = (key: string, sets: Sets): Effect.Effect<Lookup, CacheStoreError> =>
+      run("lookup", () =>
+        sets.names.length === 0
+          ? client.get(entryKey(key)).then((record) => [record])
+          : getMany([entryKey(key), ...sets.names.map(stampKey)])
+      ).pipe(Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now())))
+
+    const releaseLate = (key: string, token: string) => (leasing: Leasing) => {
+      if (leasing._tag === "Leased") scripts.cachemeRelease!(entryKey(key), token).catch(() => undefined)
     }
 
-    const read = (key: string, token: string, leaseMillis: number) =>
-      run("read", () => readFresh(key, token, leaseMillis)).pipe(
-        Effect.map((reply): ReadResult => {
+    const lease = (
+      key: string,
+      token: string,
+      sets: Sets,
+      view: View,
+      intent: "keep" | "replace",
+      leaseMillis: number
+    ) =>
+      run(
+        "lease",
+        async (): Promise<Leasing> => {
+          // Sets without a stamp get one, made here unless another caller's lease made it first. A set the
+          // lookup found held is read again the same way: its hold may have been released since.
+          const stampWrites = view.stamps.map((stamp, i) => {
+            if (stamp !== null && !Protocol.isHold(stamp)) return { stamp, created: false }
+            const fresh = Protocol.newStamp()
+            return client
+              .call("SET", stampKey(sets.names[i]!), fresh, "PX", leaseMillis, "NX", "GET")
+              .then((before) =>
+                before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
+              )
+          })
+          const record = Protocol.leaseRecord(token)
+          const viaScript = () =>
+            scripts.cachemeLease!(entryKey(key), token, leaseMillis, view.seen, intent, record) as Promise<
+              [number, string?]
+            >
+          const entry: Promise<[number, string?]> = view.present
+            ? viaScript()
+            : client.call("SET", entryKey(key), record, "PX", leaseMillis, "NX", "GET").then(
+                (before) => {
+                  if (before === null) return [Scripts.LeaseReply.Leased]
+                  const parsed = Protocol.parse(String(before))
+                  return parsed._tag === "Lease"
+                    ? [Scripts.LeaseReply.Busy, parsed.holder]
+                    : [Scripts.LeaseReply.Changed]
+                },
+                // A key of another type: the script repairs it.
+                () => viaScript()
+              )
+          const [reply, made] = await Promise.all([entry, Promise.all(stampWrites)])
           switch (reply[0]) {
-            case 1:
-              return { _tag: "Hit", value: reply[1]! }
-            case 2:
-              return { _tag: "Stale", value: reply[1]!, lease: reply[2] === 1 }
-            case 3:
-              return { _tag: "Miss" }
+            case Scripts.LeaseReply.Leased: {
+              const stamps = made.map((write) => write.stamp)
+              return {
+                _tag: "Leased",
+                stamps,
+                created: made.map((write) => write.created),
+                held: stamps.some(Protocol.isHold)
+              }
+            }
+            case Scripts.LeaseReply.Busy:
+              return { _tag: "Busy", holder: reply[1] ?? "" }
             default:
-              return { _tag: "Busy" }
+              return { _tag: "Changed" }
           }
-        })
+        },
+        releaseLate(key, token)
       )
 
-    // The sets are tracked concurrently: when one is held, the key may still be registered in the others, which
-    // only costs a pointless invalidation later.
-    const track = (key: string, sets: ReadonlyArray<string>, lifeMillis: number | undefined) =>
-      sets.length === 0
-        ? Effect.succeed(true)
-        : run("track", () =>
-            Promise.all(sets.map((set) => client.cachemeTrack(setKey(set), key, lifeMillis ?? -1)))
-          ).pipe(Effect.map((replies) => replies.every((registered) => registered === 1)))
+    const stampLife = (set: string, lifeMillis: number | undefined): string =>
+      // Tags are few and shared by many entries: their stamps live for ever. A group's stamp made by this load
+      // lives as long as this entry could twice over (a later entry of the group may then find it gone: a miss).
+      isTagSet(set) || lifeMillis === undefined ? "p" : String(2 * lifeMillis)
 
-    const fill = (key: string, token: string, value: Fill) =>
-      run("fill", () =>
-        client.cachemeFill(
-          entryKey(key),
-          token,
-          value.value,
-          value.freshMillis ?? -1,
-          value.lifeMillis ?? -1,
-          value.sets.join("\n")
-        )
-      ).pipe(Effect.map((stored) => stored === 1))
-
-    const release = (key: string, token: string) =>
-      run("release", () => client.cachemeRelease(entryKey(key), token)).pipe(Effect.asVoid)
-
-    /** Invalidates entry keys (prefix excluded) and, for hard invalidation, takes them out of their sets. */
-    const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode, except?: string): Promise<number> => {
-      if (keys.length === 0) return 0
-      const replies = await Promise.all(keys.map((key) => client.cachemeInvalidate(entryKey(key), mode)))
-      let count = 0
-      replies.forEach(([held, sets], i) => {
-        count += held
-        if (sets === "") return
-        // Leaving the other sets is pruning: nobody reads through a set to a value, so the invalidation does not
-        // wait for it (the commands still go out in order on the connection, before anything sent later).
-        for (const set of sets.split("\n")) {
-          if (set !== except) client.zrem(setKey(set), keys[i]!).catch(() => undefined)
+    const fill = (
+      key: string,
+      token: string,
+      sets: Sets,
+      stamps: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>,
+      value: Fill
+    ) =>
+      run("fill", async () => {
+        const now = Date.now()
+        const record = Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
+          fillToken: token,
+          setsJson: sets.json,
+          stamps: stamps.join(","),
+          value: value.value
+        })
+        const life = value.lifeMillis ?? -1
+        const score = value.lifeMillis === undefined ? "+inf" : String(now + value.lifeMillis)
+        const member = Protocol.indexMember(token, key)
+        const lives = sets.names.map((set, i) => (created[i] ? stampLife(set, value.lifeMillis) : ""))
+        const prune = fills++ % pruneEvery === 0 ? "1" : "0"
+        const n = sets.names.length
+        if (!isCluster) {
+          const reply = await scripts.cachemeFill!(
+            1 + 2 * n,
+            entryKey(key),
+            ...sets.names.map(stampKey),
+            ...sets.names.map(indexKey),
+            token,
+            record,
+            life,
+            n,
+            ...stamps,
+            ...lives,
+            score,
+            member,
+            prune,
+            now
+          )
+          return reply === Scripts.FillReply.Stored
         }
+        // A Cluster spreads the keys over slots: the fill goes alone, the stamps and indexes beside it. It cannot
+        // check the stamps atomically: a value stored under a stamp that changed meanwhile is never served.
+        const stored = scripts.cachemeFill!(1, entryKey(key), token, record, life, 0, score, member, prune, now)
+        const reply = await stored
+        if (reply !== Scripts.FillReply.Stored) return false
+        await Promise.all(
+          sets.names.flatMap((set, i) => {
+            const writes: Array<Promise<unknown>> = []
+            if (lives[i] === "p") writes.push(client.persist(stampKey(set)))
+            else if (lives[i] !== "") writes.push(client.pexpire(stampKey(set), Number(lives[i])))
+            if (prune === "1") writes.push(client.zremrangebyscore(indexKey(set), "-inf", `(${now}`))
+            writes.push(client.zadd(indexKey(set), score, member))
+            return writes
+          })
+        )
+        return true
       })
+
+    const renew = (key: string, token: string, leaseMillis: number) =>
+      run("renew", () => scripts.cachemeRenew!(entryKey(key), token, leaseMillis)).pipe(
+        Effect.map((renewed) => renewed === 1)
+      )
+
+    const release = (
+      key: string,
+      token: string,
+      sets: Sets,
+      stamps: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>
+    ) =>
+      run("release", () =>
+        Promise.all([
+          scripts.cachemeRelease!(entryKey(key), token),
+          ...sets.names.flatMap((set, i) => (created[i] ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []))
+        ])
+      ).pipe(Effect.asVoid)
+
+    /** Takes the members of a removed entry out of the indexes of its sets (exact members: no later fill is hit). */
+    const leaveIndexes = (
+      key: string,
+      fillToken: string,
+      setsJson: string,
+      except?: string
+    ): Array<Promise<unknown>> => {
+      const member = Protocol.indexMember(fillToken, key)
+      let sets: ReadonlyArray<string> = []
+      try {
+        const parsed = JSON.parse(setsJson)
+        if (Array.isArray(parsed)) sets = parsed.filter((set): set is string => typeof set === "string")
+      } catch {}
+      return sets.filter((set) => set !== except).map((set) => client.zrem(indexKey(set), member))
+    }
+
+    /** Invalidates entry keys (prefix excluded); returns how many held a value. */
+    const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode): Promise<number> => {
+      const replies = (await Promise.all(
+        keys.map((key) => scripts.cachemeInvalidateKey!(entryKey(key), mode))
+      )) as Array<[number, string?, string?]>
+      const cleanup: Array<Promise<unknown>> = []
+      let count = 0
+      replies.forEach(([held, fillToken, setsJson], i) => {
+        count += held
+        if (fillToken !== undefined && setsJson !== undefined)
+          cleanup.push(...leaveIndexes(keys[i]!, fillToken, setsJson))
+      })
+      await Promise.all(cleanup)
       return count
     }
 
     const invalidate = (keys: ReadonlyArray<string>, mode: Mode) => run("invalidate", () => invalidateKeys(keys, mode))
 
     /**
-     * Invalidates hard the members of a set, starting from a batch already taken out of it (by the pop or hold
-     * script). Members are taken out before their entries are invalidated: a lease taken meanwhile registers
-     * again. Bounded by the size after the first full batch, so a set refilled as fast as it drains cannot hold
-     * the caller; a set that fits in one batch costs one round trip before its entries.
+     * Reclaims the entries of `set` that recorded the incarnation of `old` (the stamp an invalidation replaced):
+     * counts them, and removes them when `mode` is hard. Goes through the set's index in batches, each its own
+     * command (and timeout); stops after as many batches as the index had at the start, so a set refilled as fast
+     * as it drains cannot hold the caller.
      */
-    const drainSet = async (set: string, first: ReadonlyArray<string>): Promise<number> => {
-      const key = setKey(set)
-      let members = first
-      let count = 0
-      let rounds: number | undefined
-      while (members.length > 0) {
-        count += await invalidateKeys(members, "hard", set)
-        if (members.length < batchSize) break
-        rounds ??= Math.ceil((await client.zcount(key, 0, "+inf")) / batchSize)
-        if (rounds-- <= 0) break
-        members = await client.cachemePop(key, batchSize)
-      }
-      return count
-    }
-
-    const invalidateSetHard = async (set: string) => drainSet(set, await client.cachemePop(setKey(set), batchSize))
-
-    const invalidateSet = (set: string, mode: Mode) =>
-      run("invalidateSet", async () => {
-        if (mode === "hard") return invalidateSetHard(set)
-        // Soft invalidation keeps memberships, so a later hard invalidation still reaches the stale values.
+    const reclaim = (set: string, old: string, mode: Mode): Effect.Effect<number, CacheStoreError> => {
+      if (old === "" || Protocol.isHold(old)) return Effect.succeed(0)
+      const inc = Protocol.incarnation(old)
+      const index = indexKey(set)
+      const batch = (offset: number) =>
+        run("reclaim", async () => {
+          const [members, current] = await Promise.all([
+            client.zrange(index, offset, String(offset + batchSize - 1)),
+            client.get(stampKey(set))
+          ])
+          const replies = (await Promise.all(
+            members.map((member) =>
+              scripts.cachemeReclaim!(
+                entryKey(member.slice(Protocol.tokenLength)),
+                member.slice(0, Protocol.tokenLength),
+                set,
+                inc,
+                current ?? "",
+                mode
+              )
+            )
+          )) as Array<[number, string?]>
+          const gone: Array<string> = []
+          const cleanup: Array<Promise<unknown>> = []
+          let counted = 0
+          replies.forEach(([status, setsJson], i) => {
+            const member = members[i]!
+            if (status === Scripts.ReclaimReply.Counted) counted++
+            if (status === Scripts.ReclaimReply.Kept) return
+            if (status === Scripts.ReclaimReply.Counted && mode === "soft") return
+            gone.push(member)
+            if (setsJson !== undefined) {
+              cleanup.push(
+                ...leaveIndexes(
+                  member.slice(Protocol.tokenLength),
+                  member.slice(0, Protocol.tokenLength),
+                  setsJson,
+                  set
+                )
+              )
+            }
+          })
+          if (gone.length > 0) cleanup.push(client.zrem(index, ...gone))
+          await Promise.all(cleanup)
+          return { counted, seen: members.length, kept: members.length - gone.length }
+        })
+      return Effect.gen(function* () {
+        let rounds = Math.ceil((yield* run("reclaim", () => client.zcard(index))) / batchSize)
+        let offset = 0
         let count = 0
-        let cursor = "0"
-        do {
-          const [next, flat] = await client.zscan(setKey(set), cursor, "COUNT", batchSize)
-          cursor = next
-          // Pairs of member and score; holds are the negative scores.
-          const members = flat.filter((_, i) => i % 2 === 0 && !flat[i + 1]!.startsWith("-"))
-          count += await invalidateKeys(members, "soft")
-        } while (cursor !== "0")
+        while (rounds-- > 0) {
+          const step = yield* batch(offset)
+          count += step.counted
+          offset += step.kept
+          if (step.seen < batchSize) break
+        }
         return count
       })
+    }
 
-    // One script per set, all sent at once (pipelined on the connection), then the entries of every set.
+    const invalidateSet = (set: string, mode: Mode) =>
+      run("invalidateSet", () => scripts.cachemeInvalidateStamp!(stampKey(set), mode) as Promise<string>).pipe(
+        Effect.flatMap((old) => reclaim(set, old, mode))
+      )
+
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) =>
-      run("hold", async () => {
-        const member = Scripts.holdMember(token)
-        const popped = await Promise.all(
-          sets.map((set) => client.cachemeHold(setKey(set), member, holdMillis, batchSize))
-        )
-        return Promise.all(sets.map((set, i) => drainSet(set, popped[i]!)))
-      })
+      run("hold", () =>
+        Promise.all(sets.map((set) => scripts.cachemeHold!(stampKey(set), token, holdMillis) as Promise<string>))
+      ).pipe(Effect.flatMap((olds) => Effect.forEach(sets, (set, i) => reclaim(set, olds[i]!, "hard"))))
 
     // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy host)
     // goes out on the next turn of the event loop, once the write has resolved to its caller. The command's
@@ -305,20 +440,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const releaseHold = (sets: ReadonlyArray<string>, token: string) =>
       Effect.andThen(
         nextTurn,
-        run("releaseHold", async () => {
-          const member = Scripts.holdMember(token)
-          const live = await Promise.all(sets.map((set) => client.cachemeReleaseHold(setKey(set), member)))
-          // A load may have been stored after a hold lapsed.
-          await Promise.all(sets.filter((_, i) => live[i] === 0).map(invalidateSetHard))
-        })
+        run("releaseHold", () =>
+          Promise.all(
+            sets.map((set) => scripts.cachemeReleaseHold!(stampKey(set), token) as Promise<[number, string?]>)
+          )
+        ).pipe(
+          // A load may have been stored after a hold lapsed: its stamp is gone now, and so are its entries.
+          Effect.flatMap((replies) =>
+            Effect.forEach(sets, (set, i) => reclaim(set, replies[i]![1] ?? "", "hard"), { discard: true })
+          )
+        )
       )
 
     // A Cluster spreads keys over its masters: a scan walks them one after the other, and the cursor it hands
     // out is `<master index>:<that master's cursor>`.
     const scanTargets = (): ReadonlyArray<Redis> =>
-      "nodes" in client && typeof (client as Cluster).nodes === "function" && (client as Cluster).isCluster
-        ? (client as Cluster).nodes("master")
-        : [client as Redis]
+      isCluster ? (client as unknown as Cluster).nodes("master") : [client]
 
     const scanPage = async (pattern: string | undefined, cursor: string, count: number) => {
       const match = escapeGlob(prefix) + (pattern ?? "*")
@@ -334,18 +471,19 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       } else if (nodeCursor === "0") target = -1
       return {
         cursor: target === -1 ? "0" : targets.length === 1 ? nodeCursor : `${target}:${nodeCursor}`,
-        keys: keys.filter((key) => !key.startsWith(setPrefix)).map((key) => key.slice(prefix.length))
+        keys: keys.filter((key) => !key.startsWith(protocolPrefix)).map((key) => key.slice(prefix.length))
       }
     }
 
+    // Page by page, each page its own command: the count is what was removed, even past one command timeout.
     const invalidatePattern = (pattern: string, mode: Mode) =>
-      run("invalidatePattern", async () => {
+      Effect.gen(function* () {
         let cursor = "0"
         let count = 0
         do {
-          const page = await scanPage(pattern, cursor, 1000)
+          const page = yield* run("invalidatePattern", () => scanPage(pattern, cursor, 1000))
           cursor = page.cursor
-          count += await invalidateKeys(page.keys, mode)
+          if (page.keys.length > 0) count += yield* run("invalidatePattern", () => invalidateKeys(page.keys, mode))
         } while (cursor !== "0")
         return count
       })
@@ -356,23 +494,26 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       )
 
     const inspect = (key: string) =>
-      run("inspect", () => client.cachemeInspect(entryKey(key))).pipe(
-        Effect.map((reply): EntryInfo | undefined => {
-          if (reply === null) return undefined
-          const [value, fresh, leased, sets, pttl] = reply
-          const freshUntil = Number(fresh)
-          return {
-            key,
-            value: value ?? undefined,
-            freshUntil: freshUntil === 0 ? undefined : freshUntil,
-            ttlMillis: pttl >= 0 ? pttl : undefined,
-            leased: leased === 1,
-            sets: sets === "" ? [] : sets.split("\n")
-          }
-        })
-      )
+      run("inspect", async () => {
+        const reply = (await scripts.cachemeInspect!(entryKey(key))) as [string | null, number, string?] | null
+        if (reply === null) return undefined
+        const [record, pttl] = reply
+        const ttlMillis = pttl >= 0 ? pttl : undefined
+        if (record === null) return { key, value: undefined, freshness: undefined, ttlMillis, leased: false, sets: [] }
+        const parsed = Protocol.parse(record)
+        if (parsed._tag !== "Value") {
+          return { key, value: undefined, freshness: undefined, ttlMillis, leased: parsed._tag === "Lease", sets: [] }
+        }
+        const sets = Protocol.setsOf(parsed.body)
+        const stamps = sets.length === 0 ? [] : await getMany(sets.map(stampKey))
+        return Protocol.describe(key, parsed, sets, stamps, ttlMillis, Date.now())
+      })
 
-    const setSize = (set: string) => run("setSize", () => client.zcount(setKey(set), 0, "+inf"))
+    const setSize = (set: string) =>
+      run("setSize", async () => {
+        await client.zremrangebyscore(indexKey(set), "-inf", `(${Date.now()}`)
+        return client.zcard(indexKey(set))
+      })
 
     const ping = run("ping", async () => {
       const start = performance.now()
@@ -384,10 +525,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       kind: "redis",
       prefix,
       scope,
-      read,
-      track,
-      fill,
-      release,
+      lookup,
+      // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
+      lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),
+      fill: (key, token, ...rest) => fill(key, Protocol.fixedToken(token), ...rest),
+      renew: (key, token, leaseMillis) => renew(key, Protocol.fixedToken(token), leaseMillis),
+      release: (key, token, ...rest) => release(key, Protocol.fixedToken(token), ...rest),
       invalidate,
       invalidateSet,
       hold,

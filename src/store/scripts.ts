@@ -1,146 +1,371 @@
 /**
- * The Lua scripts of the Redis store. Each touches exactly one key (an entry hash or a membership set), so
- * each runs on Redis Cluster whatever the key's slot. Time is read with `TIME` inside the script, so leases
- * and freshness never depend on the clocks of the client machines.
+ * The Lua scripts of the Redis store, each one typed value: its source, its keys and its reply (decoded in one
+ * place, `src/store/Redis.ts`). Record offsets come from `internal/protocol.ts` (Lua counts from 1).
  *
- * An entry is a hash: `v` the encoded value, `x` fresh-until in millis (0: for ever, 1: invalidated),
- * `l` / `lx` the lease token and its expiry, `g` the membership sets (newline separated). A lease-only entry
- * (a load under way, no value yet) expires with its lease.
- *
- * A membership set is a sorted set. A member is an entry key scored with the end of its life in millis (`+inf`:
- * for ever), so members score 0 or more. A hold is the member `holdMember(token)` scored with minus its expiry:
- * live holds score below `-now`, lapsed ones in `[-now, 0)`, so one score range picks either and holds live in
- * the set's own key (one key per script, as Cluster needs).
+ * Every script but `fill` touches one key, so it runs on Redis Cluster whatever the key's slot; `fill` takes
+ * its stamps and indexes as extra keys on a single Redis only (on a Cluster it is sent with the entry alone and
+ * the index writes go beside it). A script never reads a key it was not given. Scripts call `GET` through
+ * `pcall`, so a key of another type (written by someone else) is repaired instead of failing every call.
  */
+import { offsets, tokenLength } from "../internal/protocol.ts"
 
-/** The member that stands for `token`'s hold in a membership set. */
-export const holdMember = (token: string): string => `\u0000hold:${token}`
+/** A Lua script: its source and how many of its arguments are keys (`undefined`: given with each call). */
+export interface Script<Reply> {
+  readonly name: string
+  readonly lua: string
+  readonly numberOfKeys: number | undefined
+  /** Only a type: the shape of the raw reply. */
+  readonly reply?: Reply
+}
 
-const now = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+const script = <Reply>(name: string, numberOfKeys: number | undefined, lua: string): Script<Reply> => ({
+  name,
+  lua,
+  numberOfKeys
+})
 
-/** KEYS[1] entry; ARGV token, leaseMillis -> {1, v} hit | {2, v, leased} stale | {3} miss (leased) | {4} busy */
-export const read = `${now}
-local e = redis.call('HMGET', KEYS[1], 'v', 'x', 'l', 'lx')
-local v = e[1]
-if v then
-  local x = tonumber(e[2]) or 0
-  if x == 0 or x > now then return {1, v} end
-end
-local lease = tonumber(ARGV[2])
-local free = (not e[3]) or (tonumber(e[4]) or 0) <= now
-if free then
-  redis.call('HSET', KEYS[1], 'l', ARGV[1], 'lx', now + lease)
-  local pttl = redis.call('PTTL', KEYS[1])
-  if (not v) or (pttl >= 0 and pttl < lease) then redis.call('PEXPIRE', KEYS[1], lease) end
-end
-if v then
-  if free then return {2, v, 1} end
-  return {2, v, 0}
-end
-if free then return {3} end
-return {4}`
+const lua = {
+  state: offsets.state + 1,
+  leaseUntil: offsets.leaseUntil + 1,
+  leaseToken: offsets.leaseToken + 1,
+  leaseTokenEnd: offsets.freshUntil,
+  body: offsets.body + 1
+} as const
 
-/**
- * KEYS[1] set; ARGV member, lifeMillis (-1: for ever) -> 1 registered | 0 held (nothing registered). Prunes
- * members whose life is over and lapsed holds.
- */
-export const track = `${now}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
-if #redis.call('ZRANGE', KEYS[1], '-inf', '(' .. -now, 'BYSCORE', 'LIMIT', 0, 1) > 0 then return 0 end
-local before = redis.call('PTTL', KEYS[1])
-local life = tonumber(ARGV[2])
-if life < 0 then
-  redis.call('ZADD', KEYS[1], 'GT', '+inf', ARGV[1])
-  if before >= 0 then redis.call('PERSIST', KEYS[1]) end
-else
-  redis.call('ZADD', KEYS[1], 'GT', now + life, ARGV[1])
-  if before == -2 or (before >= 0 and before < life) then redis.call('PEXPIRE', KEYS[1], life) end
-end
-return 1`
+const now = `local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)`
 
-/**
- * Takes up to `count` members (holds excluded) out of KEYS[1], soonest to expire first, into the table `m`.
- * ZREM goes in slices: `unpack` is bounded by Lua's stack.
- */
-const popMembers = `local m = redis.call('ZRANGE', KEYS[1], 0, '+inf', 'BYSCORE', 'LIMIT', 0, count)
-for i = 1, #m, 1000 do redis.call('ZREM', KEYS[1], unpack(m, i, math.min(i + 999, #m))) end`
+/** Clears a value record's refresh lease (state byte kept). */
+const noLease = `'${"0".repeat(13)}${"-".repeat(tokenLength)}'`
 
-/**
- * When KEYS[1] lists holds only, it lives as long as the last of them (the members that were keeping it, maybe
- * for ever, are gone), so a hold whose writer died never outlives itself; without a live hold it goes at once.
- */
-const holdsOnlyExpire = `if redis.call('ZCOUNT', KEYS[1], 0, '+inf') == 0 then
-  local last = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIRE', KEYS[1], math.max(1, -tonumber(last[2]) - now)) end
+/** `rec`: the record at KEYS[1], or false; a key of another type is deleted (repaired) and reads as false. */
+const readRecord = `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) == 'table' then
+  redis.call('DEL', KEYS[1])
+  rec = false
 end`
 
-/** KEYS[1] set; ARGV count -> the members taken out (up to count), holds left in place */
-export const pop = `${now}
-local count = tonumber(ARGV[1])
-${popMembers}
-if #m > 0 then
-${holdsOnlyExpire}
-end
-return m`
+/** The fill token of value record `rec`. */
+const fillTokenOf = `local function fillToken(rec)
+  local nl = string.find(rec, '\\n', ${lua.body}, true)
+  if not nl then return '' end
+  return string.sub(rec, ${lua.body}, nl - 1)
+end`
+
+/** `fields(rec)`: fill token, sets JSON and stamps of value record `rec`. */
+const fieldsOf = `local function fields(rec)
+  local a = string.find(rec, '\\n', ${lua.body}, true)
+  if not a then return nil end
+  local b = string.find(rec, '\\n', a + 1, true)
+  if not b then return nil end
+  local c = string.find(rec, '\\n', b + 1, true)
+  if not c then return nil end
+  return string.sub(rec, ${lua.body}, a - 1), string.sub(rec, a + 1, b - 1), string.sub(rec, b + 1, c - 1)
+end`
+
+const isOurs = (rec: string) => `(string.sub(${rec}, 1, 1) == '2')`
+const stateOf = (rec: string) => `string.sub(${rec}, ${lua.state}, ${lua.state})`
+const holderOf = (rec: string) => `string.sub(${rec}, ${lua.leaseToken}, ${lua.leaseTokenEnd})`
+
+/** Reply codes of `lease`. */
+export const LeaseReply = { Leased: 1, Busy: 2, Changed: 3 } as const
 
 /**
- * KEYS[1] set; ARGV hold member, holdMillis, count -> the members taken out (up to count). Adds the hold (and
- * drops lapsed ones), then takes the first members out, so no member registered before the hold is left.
+ * KEYS[1] entry; ARGV token, leaseMillis, seen (fill token of the value the lookup saw, "" none), intent
+ * (`keep` | `replace`), lease record -> {1} leased | {2, holder} busy | {3} changed.
+ *
+ * A lease is live only while its remaining time is at most `leaseMillis`: a lease with no expiry or a far one
+ * (forged, or left by a bug) is taken over.
  */
-export const hold = `${now}
-local hold = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, '(0')
-redis.call('ZADD', KEYS[1], -(now + hold), ARGV[1])
-${popMembers}
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl >= 0 and pttl < hold then redis.call('PEXPIRE', KEYS[1], hold) end
-${holdsOnlyExpire}
-return m`
-
-/** KEYS[1] set; ARGV hold member -> 1 the hold was live | 0 it had lapsed or was missing (removed either way) */
-export const releaseHold = `${now}
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
-if score and tonumber(score) < -now then return 1 end
-return 0`
-
-/** KEYS[1] entry; ARGV token, value, freshMillis (-1: for ever), lifeMillis (-1: for ever), sets -> 1 stored | 0 */
-export const fill = `if redis.call('HGET', KEYS[1], 'l') ~= ARGV[1] then return 0 end
+export const lease = script<[number, string?]>(
+  "cachemeLease",
+  1,
+  `${readRecord}
+local lease = tonumber(ARGV[2])
+local function take()
+  redis.call('SET', KEYS[1], ARGV[5], 'PX', lease)
+  return {${LeaseReply.Leased}}
+end
+if not rec or not ${isOurs("rec")} then return take() end
+local state = ${stateOf("rec")}
+if state == 'L' then
+  local pttl = redis.call('PTTL', KEYS[1])
+  if pttl > 0 and pttl <= lease then return {${LeaseReply.Busy}, ${holderOf("rec")}} end
+  return take()
+end
+if state ~= 'V' and state ~= 'S' then return take() end
+${fillTokenOf}
+if fillToken(rec) ~= ARGV[3] then return {${LeaseReply.Changed}} end
 ${now}
-local fresh = tonumber(ARGV[3])
-local x = 0
-if fresh >= 0 then x = now + fresh end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'x', x, 'g', ARGV[5])
-redis.call('HDEL', KEYS[1], 'l', 'lx')
-local life = tonumber(ARGV[4])
-if life >= 0 then redis.call('PEXPIRE', KEYS[1], life) else redis.call('PERSIST', KEYS[1]) end
-return 1`
+local leaseUntil = tonumber(string.sub(rec, ${lua.leaseUntil}, ${lua.leaseToken - 1})) or 0
+if leaseUntil > now and leaseUntil <= now + lease then return {${LeaseReply.Busy}, ${holderOf("rec")}} end
+if ARGV[4] == 'replace' then return take() end
+redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, string.format('%013d', now + lease) .. ARGV[1])
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl >= 0 and pttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end
+return {${LeaseReply.Leased}}`
+)
 
-/** KEYS[1] entry; ARGV token -> 1 released | 0 */
-export const release = `if redis.call('HGET', KEYS[1], 'l') ~= ARGV[1] then return 0 end
-if redis.call('HEXISTS', KEYS[1], 'v') == 1 then redis.call('HDEL', KEYS[1], 'l', 'lx') else redis.call('DEL', KEYS[1]) end
-return 1`
+/** Reply codes of `fill`. */
+export const FillReply = { Lost: 0, Stored: 1, Refused: 2 } as const
 
-/** KEYS[1] entry; ARGV mode -> {held, sets to leave (hard only)} */
-export const invalidate = `local e = redis.call('HMGET', KEYS[1], 'v', 'g')
-if not e[1] then
+/**
+ * KEYS[1] entry, then (single Redis) n stamps and n indexes; ARGV token, record, lifeMillis (-1: for ever), n,
+ * n recorded stamps, n stamp lifetimes ("" keep, "p" persist, millis), index score, index member, prune ("1":
+ * drop index members whose life is over, scored below ARGV now), now -> 0 lost (the lease is not ours) | 1
+ * stored | 2 refused (a set was invalidated or held since the lookup; the lease is released).
+ */
+export const fill = script<number>(
+  "cachemeFill",
+  undefined,
+  `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return ${FillReply.Lost} end
+local n = tonumber(ARGV[4])
+if n > 0 then
+  local current = redis.call('MGET', unpack(KEYS, 2, n + 1))
+  for i = 1, n do
+    if current[i] ~= ARGV[4 + i] then
+      if ${stateOf("rec")} == 'L' then
+        redis.call('DEL', KEYS[1])
+      else
+        redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ${noLease})
+      end
+      return ${FillReply.Refused}
+    end
+  end
+end
+local life = tonumber(ARGV[3])
+if life >= 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', life) else redis.call('SET', KEYS[1], ARGV[2]) end
+local score = ARGV[5 + 2 * n]
+local member = ARGV[6 + 2 * n]
+local prune = ARGV[7 + 2 * n]
+for i = 1, n do
+  local keep = ARGV[4 + n + i]
+  if keep == 'p' then redis.call('PERSIST', KEYS[1 + i])
+  elseif keep ~= '' then redis.call('PEXPIRE', KEYS[1 + i], keep) end
+  local index = KEYS[1 + n + i]
+  if prune == '1' then redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. ARGV[8 + 2 * n]) end
+  redis.call('ZADD', index, score, member)
+end
+return ${FillReply.Stored}`
+)
+
+/** KEYS[1] entry; ARGV token, leaseMillis -> 1 renewed | 0 the lease is not `token`'s. */
+export const renew = script<number>(
+  "cachemeRenew",
+  1,
+  `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return 0 end
+local lease = tonumber(ARGV[2])
+if ${stateOf("rec")} == 'L' then
+  redis.call('PEXPIRE', KEYS[1], lease)
+  return 1
+end
+${now}
+redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, string.format('%013d', now + lease))
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl >= 0 and pttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end
+return 1`
+)
+
+/** KEYS[1] entry; ARGV token -> 1 released | 0 the lease is not `token`'s. */
+export const release = script<number>(
+  "cachemeRelease",
+  1,
+  `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return 0 end
+if ${stateOf("rec")} == 'L' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ${noLease})
+end
+return 1`
+)
+
+/** KEYS[1] stamp; ARGV value -> 1 dropped | 0 the stamp is another (a lease's created stamp, after a failed load). */
+export const dropStamp = script<number>(
+  "cachemeDropStamp",
+  1,
+  `if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`
+)
+
+/**
+ * KEYS[1] entry; ARGV mode -> {held} | {1, fill token, sets JSON} (a value removed hard: its index members go).
+ * A key that is not a record of ours (another type, another format) is removed and counts.
+ */
+export const invalidateKey = script<[number, string?, string?]>(
+  "cachemeInvalidateKey",
+  1,
+  `local rec = redis.pcall('GET', KEYS[1])
+if rec == false then return {0} end
+if type(rec) ~= 'string' or not ${isOurs("rec")} then
+  redis.call('DEL', KEYS[1])
+  return {1}
+end
+local state = ${stateOf("rec")}
+if state ~= 'V' and state ~= 'S' then
+  redis.call('DEL', KEYS[1])
+  return {0}
+end
+if ARGV[1] == 'soft' then
+  redis.call('SETRANGE', KEYS[1], ${lua.state - 1}, 'S' .. ${noLease})
+  return {1}
+end
+${fieldsOf}
+local fill, sets = fields(rec)
+redis.call('DEL', KEYS[1])
+if not fill then return {1} end
+return {1, fill, sets}`
+)
+
+/**
+ * KEYS[1] stamp; ARGV mode -> the stamp before ("" none). Hard deletes it; soft moves its generation on; a hold
+ * marker stays as it is (the set is already unusable, and the hold's writer still needs it).
+ */
+export const invalidateStamp = script<string>(
+  "cachemeInvalidateStamp",
+  1,
+  `local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'table' then
+  redis.call('DEL', KEYS[1])
+  return ''
+end
+if not v then return '' end
+if string.sub(v, 1, 1) == '!' then return v end
+if ARGV[1] == 'hard' then
+  redis.call('DEL', KEYS[1])
+  return v
+end
+local dot = string.find(v, '.', 1, true)
+local inc, gen = v, 0
+if dot then
+  inc = string.sub(v, 1, dot - 1)
+  gen = tonumber(string.sub(v, dot + 1)) or 0
+end
+redis.call('SET', KEYS[1], inc .. '.' .. (gen + 1), 'KEEPTTL')
+return v`
+)
+
+/** Reply codes of `reclaim`. */
+export const ReclaimReply = { Gone: 0, Counted: 1, Kept: 2, Dead: 3 } as const
+
+/**
+ * KEYS[1] entry; ARGV fill token (of the index member), set, invalidated incarnation, current stamp ("" none),
+ * mode -> {0} gone (the member outlived its entry) | {1, sets JSON} counted (hard: removed) | {2} kept (a value
+ * filled under the set's current stamp) | {3, sets JSON} dead (an older incarnation: removed, not counted).
+ */
+export const reclaim = script<[number, string?]>(
+  "cachemeReclaim",
+  1,
+  `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or not ${isOurs("rec")} then return {${ReclaimReply.Gone}} end
+local state = ${stateOf("rec")}
+if state ~= 'V' and state ~= 'S' then return {${ReclaimReply.Gone}} end
+${fieldsOf}
+local fill, setsJson, stamps = fields(rec)
+if fill ~= ARGV[1] then return {${ReclaimReply.Gone}} end
+local ok, sets = pcall(cjson.decode, setsJson)
+if not ok or type(sets) ~= 'table' then return {${ReclaimReply.Gone}} end
+local position = nil
+for i, set in ipairs(sets) do
+  if set == ARGV[2] then position = i end
+end
+if not position then return {${ReclaimReply.Gone}} end
+local recorded = nil
+local i = 0
+for stamp in string.gmatch(stamps, '[^,]+') do
+  i = i + 1
+  if i == position then recorded = stamp end
+end
+if not recorded then return {${ReclaimReply.Gone}} end
+local dot = string.find(recorded, '.', 1, true)
+local inc = recorded
+if dot then inc = string.sub(recorded, 1, dot - 1) end
+if inc == ARGV[3] then
+  if ARGV[5] == 'hard' then redis.call('DEL', KEYS[1]) end
+  return {${ReclaimReply.Counted}, setsJson}
+end
+if recorded == ARGV[4] or ARGV[5] == 'soft' then return {${ReclaimReply.Kept}} end
+redis.call('DEL', KEYS[1])
+return {${ReclaimReply.Dead}, setsJson}`
+)
+
+/**
+ * KEYS[1] stamp; ARGV token, holdMillis -> the stamp before ("" none, or a hold marker). The stamp becomes a hold
+ * marker listing `token` beside any live holds, expiring with the last of them.
+ */
+export const hold = script<string>(
+  "cachemeHold",
+  1,
+  `local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' then v = false end
+local ttl = tonumber(ARGV[2])
+if v and string.sub(v, 1, 1) == '!' then
+  ttl = math.max(ttl, redis.call('PTTL', KEYS[1]))
+  redis.call('SET', KEYS[1], v .. ',' .. ARGV[1], 'PX', ttl)
+  return ''
+end
+redis.call('SET', KEYS[1], '!' .. ARGV[1], 'PX', ttl)
+return v or ''`
+)
+
+/**
+ * KEYS[1] stamp; ARGV token -> {1} the hold was live (removed; the stamp goes with the last hold) | {0, stamp}
+ * it had lapsed: the stamp that stands was made after the lapse and is deleted (a load may have been stored
+ * under it), and returned ("" none) so that its entries are reclaimed. A lapsed hold whose set another writer
+ * holds now leaves that hold alone.
+ */
+export const releaseHold = script<[number, string?]>(
+  "cachemeReleaseHold",
+  1,
+  `local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'string' and string.sub(v, 1, 1) == '!' then
+  local rest = {}
+  local found = false
+  for token in string.gmatch(string.sub(v, 2), '[^,]+') do
+    if token == ARGV[1] and not found then found = true else table.insert(rest, token) end
+  end
+  if not found then return {0, ''} end
+  if #rest == 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], '!' .. table.concat(rest, ','), 'KEEPTTL')
+  end
+  return {1}
+end
+if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
   return {0, ''}
 end
-if ARGV[1] == 'soft' then
-  redis.call('HSET', KEYS[1], 'x', 1)
-  redis.call('HDEL', KEYS[1], 'l', 'lx')
-  return {1, ''}
-end
-redis.call('DEL', KEYS[1])
-return {1, e[2] or ''}`
+if v then redis.call('DEL', KEYS[1]) end
+return {0, v or ''}`
+)
 
-/** KEYS[1] entry -> {v, x, leased, g, pttl} or false */
-export const inspect = `${now}
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local e = redis.call('HMGET', KEYS[1], 'v', 'x', 'l', 'lx', 'g')
-local leased = 0
-if e[3] and (tonumber(e[4]) or 0) > now then leased = 1 end
-return {e[1] or false, e[2] or '0', leased, e[5] or '', redis.call('PTTL', KEYS[1])}`
+/** KEYS[1] entry -> {record or false, pttl} (a key of another type: {false, pttl, type}). */
+export const inspect = script<[string | null, number, string?]>(
+  "cachemeInspect",
+  1,
+  `local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return false end
+local pttl = redis.call('PTTL', KEYS[1])
+if kind ~= 'string' then return {false, pttl, kind} end
+return {redis.call('GET', KEYS[1]), pttl}`
+)
+
+export const all: ReadonlyArray<Script<unknown>> = [
+  lease,
+  fill,
+  renew,
+  release,
+  dropStamp,
+  invalidateKey,
+  invalidateStamp,
+  reclaim,
+  hold,
+  releaseHold,
+  inspect
+]

@@ -1,28 +1,67 @@
 /**
  * The store contract: one suite, run unchanged against every `CacheStore` (see CacheStore.test.ts). It speaks
- * to the store directly, below `Memo`, so each guarantee is pinned to the store that must keep it.
+ * to the store directly, below `Memo`, so each guarantee is pinned to the store that must keep it. The
+ * interleavings Memo cannot force (an invalidation between a lookup and its lease, between a lease and its
+ * fill, a refill between two invalidations) are forced here, one step at a time.
  */
 import { assert, describe } from "@effect/vitest"
 import { Effect } from "effect"
 import { CacheStore } from "../../src/index.ts"
 import type { Backend } from "../support/backends.ts"
 
-const fill = (value: string, sets: ReadonlyArray<string> = [], freshMillis?: number, lifeMillis?: number) => ({
+type Store = CacheStore.CacheStore["Service"]
+
+const fill = (value: string, freshMillis?: number, lifeMillis?: number): CacheStore.Fill => ({
   value,
   freshMillis,
-  lifeMillis,
-  sets
+  lifeMillis
 })
 
-/** Loads `key` with `value` the way Memo does: lease, track, fill. */
-const put = (key: string, value: string, sets: ReadonlyArray<string> = [], freshMillis?: number, lifeMillis?: number) =>
+const sets = (...names: Array<string>) => CacheStore.sets(names)
+
+/** Looks `key` up and takes its lease, expecting a miss. */
+const leaseMiss = (store: Store, key: string, token: string, on: CacheStore.Sets = sets(), leaseMillis = 10_000) =>
+  Effect.gen(function* () {
+    const found = yield* store.lookup(key, on)
+    assert.strictEqual(found._tag, "Miss", `${key}: ${JSON.stringify(found)}`)
+    const leasing = yield* store.lease(
+      key,
+      token,
+      on,
+      (found as Extract<CacheStore.Lookup, { _tag: "Miss" }>).view,
+      "replace",
+      leaseMillis
+    )
+    return leasing
+  })
+
+/** Loads `key` with `value` the way Memo does: lookup, lease, fill. */
+const put = (
+  key: string,
+  value: string,
+  names: ReadonlyArray<string> = [],
+  freshMillis?: number,
+  lifeMillis?: number
+) =>
   Effect.gen(function* () {
     const store = yield* CacheStore.CacheStore
-    const read = yield* store.read(key, `put-${key}`, 10_000)
-    assert.strictEqual(read._tag, "Miss")
-    yield* store.track(key, sets, lifeMillis)
-    assert.isTrue(yield* store.fill(key, `put-${key}`, fill(value, sets, freshMillis, lifeMillis)))
+    const on = CacheStore.sets(names)
+    const leasing = yield* leaseMiss(store, key, `put-${key}`.slice(0, 16), on)
+    assert.strictEqual(leasing._tag, "Leased")
+    if (leasing._tag !== "Leased") return
+    assert.isTrue(
+      yield* store.fill(
+        key,
+        `put-${key}`.slice(0, 16),
+        on,
+        leasing.stamps,
+        leasing.created,
+        fill(value, freshMillis, lifeMillis)
+      )
+    )
   })
+
+const tagOf = (lookup: CacheStore.Lookup) => lookup._tag
 
 export const storeContract = (backend: Backend) =>
   describe.skipIf(backend.skip)(`CacheStore contract: ${backend.name}`, () => {
@@ -30,13 +69,18 @@ export const storeContract = (backend: Backend) =>
       backend.test(name, () => body.pipe(Effect.provide(backend.layer())))
 
     test(
-      "a miss takes the lease atomically; a second reader is busy",
+      "a miss takes the lease; a second caller finds it busy; the fill is then a hit",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        assert.deepStrictEqual(yield* store.read("k", "t1", 10_000), { _tag: "Miss" })
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Busy" })
-        assert.isTrue(yield* store.fill("k", "t1", fill("v1")))
-        assert.deepStrictEqual(yield* store.read("k", "t3", 10_000), { _tag: "Hit", value: "v1" })
+        const first = yield* leaseMiss(store, "k", "t1")
+        assert.strictEqual(first._tag, "Leased")
+        const second = yield* store.lookup("k", sets())
+        assert.strictEqual(second._tag, "Miss")
+        if (second._tag === "Miss") assert.isDefined(second.view.holder)
+        const busy = yield* leaseMiss(store, "k", "t2")
+        assert.strictEqual(busy._tag, "Busy")
+        assert.isTrue(yield* store.fill("k", "t1", sets(), [], [], fill("v1")))
+        assert.deepStrictEqual(yield* store.lookup("k", sets()), { _tag: "Hit", value: "v1" })
       })
     )
 
@@ -44,45 +88,61 @@ export const storeContract = (backend: Backend) =>
       "only the lease holder can fill",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* store.read("k", "t1", 10_000)
-        assert.isFalse(yield* store.fill("k", "other", fill("v")))
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Busy" })
+        yield* leaseMiss(store, "k", "t1")
+        assert.isFalse(yield* store.fill("k", "other", sets(), [], [], fill("v")))
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2"))._tag, "Busy")
       })
     )
 
     test(
-      "invalidation voids the lease: a load started before it is never stored",
+      "key invalidation voids the lease: a load started before it is never stored",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* store.read("k", "t1", 10_000)
+        yield* leaseMiss(store, "k", "t1")
         assert.strictEqual(yield* store.invalidate(["k"], "hard"), 0)
-        assert.isFalse(yield* store.fill("k", "t1", fill("loaded before the invalidation")))
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Miss" })
+        assert.isFalse(yield* store.fill("k", "t1", sets(), [], [], fill("loaded before the invalidation")))
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2"))._tag, "Leased")
       })
     )
 
     test(
-      "released leases let the next reader load at once",
+      "a released lease lets the next caller load at once; a release by another token does nothing",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* store.read("k", "t1", 10_000)
-        yield* store.release("k", "t1")
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Miss" })
-        yield* store.release("k", "not-the-holder")
-        assert.deepStrictEqual(yield* store.read("k", "t3", 10_000), { _tag: "Busy" })
+        yield* leaseMiss(store, "k", "t1")
+        yield* store.release("k", "t1", sets(), [], [])
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2"))._tag, "Leased")
+        yield* store.release("k", "not-the-holder", sets(), [], [])
+        assert.strictEqual((yield* leaseMiss(store, "k", "t3"))._tag, "Busy")
       })
     )
 
     test(
-      "an expired lease can be taken over",
+      "an expired lease can be taken over, and its holder can no longer fill",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* store.read("k", "t1", 200)
-        assert.deepStrictEqual(yield* store.read("k", "t2", 200), { _tag: "Busy" })
+        yield* leaseMiss(store, "k", "t1", sets(), 200)
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 200))._tag, "Busy")
         yield* backend.advance(300)
-        assert.deepStrictEqual(yield* store.read("k", "t2", 200), { _tag: "Miss" })
-        assert.isFalse(yield* store.fill("k", "t1", fill("late")))
-        assert.isTrue(yield* store.fill("k", "t2", fill("v2")))
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 200))._tag, "Leased")
+        assert.isFalse(yield* store.fill("k", "t1", sets(), [], [], fill("late")))
+        assert.isTrue(yield* store.fill("k", "t2", sets(), [], [], fill("v2")))
+      })
+    )
+
+    test(
+      "a renewed lease outlives its first term; a renewal by another token fails",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* leaseMiss(store, "k", "t1", sets(), 300)
+        for (let i = 0; i < 4; i++) {
+          yield* backend.advance(150)
+          assert.isTrue(yield* store.renew("k", "t1", 300))
+        }
+        assert.isFalse(yield* store.renew("k", "other", 300))
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 300))._tag, "Busy")
+        assert.isTrue(yield* store.fill("k", "t1", sets(), [], [], fill("slow but alive")))
+        assert.deepStrictEqual(yield* store.lookup("k", sets()), { _tag: "Hit", value: "slow but alive" })
       })
     )
 
@@ -94,39 +154,50 @@ export const storeContract = (backend: Backend) =>
         yield* put("b", "2")
         assert.strictEqual(yield* store.invalidate(["a", "b", "missing"], "hard"), 2)
         assert.strictEqual(yield* store.invalidate(["a", "b"], "hard"), 0)
-        assert.deepStrictEqual(yield* store.read("a", "t", 10_000), { _tag: "Miss" })
+        assert.strictEqual(tagOf(yield* store.lookup("a", sets())), "Miss")
       })
     )
 
     test(
-      "soft invalidation keeps the value as stale and hands the lease to one reader",
+      "soft invalidation keeps the value as stale and hands the refresh lease to one caller",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* put("k", "old")
+        yield* put("k", "old", ["t:n"])
         assert.strictEqual(yield* store.invalidate(["k"], "soft"), 1)
-        assert.deepStrictEqual(yield* store.read("k", "t1", 10_000), { _tag: "Stale", value: "old", lease: true })
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Stale", value: "old", lease: false })
-        assert.isTrue(yield* store.fill("k", "t1", fill("new")))
-        assert.deepStrictEqual(yield* store.read("k", "t3", 10_000), { _tag: "Hit", value: "new" })
+        const stale = yield* store.lookup("k", sets("t:n"))
+        assert.strictEqual(stale._tag, "Stale")
+        if (stale._tag !== "Stale") return
+        assert.strictEqual(stale.value, "old")
+        const refresh = yield* store.lease("k", "t1", sets("t:n"), stale.view, "keep", 10_000)
+        assert.strictEqual(refresh._tag, "Leased")
+        // The stale value stays for others while the refresh runs.
+        const meanwhile = yield* store.lookup("k", sets("t:n"))
+        assert.strictEqual(meanwhile._tag, "Stale")
+        if (meanwhile._tag === "Stale") {
+          assert.isDefined(meanwhile.view.holder)
+          assert.strictEqual((yield* store.lease("k", "t2", sets("t:n"), meanwhile.view, "keep", 10_000))._tag, "Busy")
+        }
+        if (refresh._tag !== "Leased") return
+        assert.isTrue(yield* store.fill("k", "t1", sets("t:n"), refresh.stamps, refresh.created, fill("new")))
+        assert.deepStrictEqual(yield* store.lookup("k", sets("t:n")), { _tag: "Hit", value: "new" })
       })
     )
 
     test(
-      "freshness then stale window then gone",
+      "freshness, then the stale window, then gone",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("k", "v", [], 1000, 2000)
-        assert.deepStrictEqual(yield* store.read("k", "t1", 10_000), { _tag: "Hit", value: "v" })
+        assert.deepStrictEqual(yield* store.lookup("k", sets()), { _tag: "Hit", value: "v" })
         yield* backend.advance(1200)
-        assert.deepStrictEqual(yield* store.read("k", "t1", 300), { _tag: "Stale", value: "v", lease: true })
-        yield* store.release("k", "t1")
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets())), "Stale")
         yield* backend.advance(1000)
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Miss" })
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets())), "Miss")
       })
     )
 
     test(
-      "a group set invalidates its members once, and only them",
+      "a set invalidates its entries once, and only them",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("a", "1", ["g:x", "t:node"])
@@ -136,39 +207,128 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 2)
         assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 0)
         assert.strictEqual(yield* store.setSize("g:x"), 0)
-        // Hard invalidation takes the keys out of their other sets too.
+        // The removed entries left their other indexes too.
         assert.strictEqual(yield* store.setSize("t:node"), 1)
-        assert.deepStrictEqual(yield* store.read("c", "t", 10_000), { _tag: "Hit", value: "3" })
+        assert.strictEqual(tagOf(yield* store.lookup("a", sets("g:x", "t:node"))), "Miss")
+        assert.deepStrictEqual(yield* store.lookup("c", sets("g:y", "t:node")), { _tag: "Hit", value: "3" })
       })
     )
 
     test(
-      "soft set invalidation keeps memberships, so a later hard one still removes the stale values",
+      "an entry refilled between two invalidations of its sets is reached by the second (no lost membership)",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const on = sets("g:1", "g:2", "t:n")
+        yield* put("k", "v1", on.names)
+        for (let round = 0; round < 3; round++) {
+          assert.strictEqual(yield* store.invalidateSet("g:1", "hard"), 1, `round ${round}: g:1`)
+          const leasing = yield* leaseMiss(store, "k", `r${round}`, on)
+          if (leasing._tag !== "Leased") return assert.fail(`round ${round}: ${leasing._tag}`)
+          assert.isTrue(yield* store.fill("k", `r${round}`, on, leasing.stamps, leasing.created, fill(`v${round + 2}`)))
+          assert.strictEqual(yield* store.invalidateSet("g:2", "hard"), 1, `round ${round}: g:2`)
+          assert.strictEqual(tagOf(yield* store.lookup("k", on)), "Miss")
+          yield* put("k", `again ${round}`, on.names)
+        }
+        assert.strictEqual(yield* store.invalidateSet("t:n", "hard"), 1)
+      })
+    )
+
+    test(
+      "a set invalidated between a lookup and the fill: the value loaded meanwhile is never served",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const on = sets("g:x", "t:n")
+        yield* put("warm", "w", on.names)
+        // Between the lease and the fill.
+        const leasing = yield* leaseMiss(store, "k", "t1", on)
+        if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
+        yield* store.invalidateSet("g:x", "hard")
+        yield* store.fill("k", "t1", on, leasing.stamps, leasing.created, fill("read before the invalidation"))
+        assert.strictEqual(tagOf(yield* store.lookup("k", on)), "Miss")
+        // Between the lookup and the lease (the stamp made again first, so that the lookup sees one).
+        yield* put("warm again", "w", on.names)
+        const found = yield* store.lookup("k2", on)
+        if (found._tag !== "Miss") return assert.fail(found._tag)
+        yield* store.invalidateSet("g:x", "hard")
+        const late = yield* store.lease("k2", "t2", on, found.view, "replace", 10_000)
+        if (late._tag !== "Leased") return assert.fail(late._tag)
+        yield* store.fill("k2", "t2", on, late.stamps, late.created, fill("read before the invalidation"))
+        assert.strictEqual(tagOf(yield* store.lookup("k2", on)), "Miss")
+        // A tag the same way.
+        const third = yield* leaseMiss(store, "k3", "t3", on)
+        if (third._tag !== "Leased") return assert.fail(third._tag)
+        yield* store.invalidateSet("t:n", "soft")
+        yield* store.fill("k3", "t3", on, third.stamps, third.created, fill("read before the invalidation"))
+        assert.notStrictEqual(tagOf(yield* store.lookup("k3", on)), "Hit")
+      })
+    )
+
+    test(
+      "soft set invalidation keeps values as stale; a later hard one removes them",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("a", "1", ["t:n"])
         assert.strictEqual(yield* store.invalidateSet("t:n", "soft"), 1)
         assert.strictEqual(yield* store.setSize("t:n"), 1)
+        const stale = yield* store.lookup("a", sets("t:n"))
+        assert.deepStrictEqual(stale._tag === "Stale" ? stale.value : stale._tag, "1")
         assert.strictEqual(yield* store.invalidateSet("t:n", "hard"), 1)
-        assert.deepStrictEqual(yield* store.read("a", "t", 10_000), { _tag: "Miss" })
+        assert.strictEqual(tagOf(yield* store.lookup("a", sets("t:n"))), "Miss")
       })
     )
 
     test(
-      "set members are pruned when their entries' life is over",
+      "an entry listing other sets than the caller's is not served",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* put("k", "v", ["g:old"])
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets("g:new"))), "Miss")
+      })
+    )
+
+    test(
+      "set names are data: newlines, commas and separators in them change nothing",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const names = ["g:a\nb", "g:a,b", "g:a", "g:a:b", "g:", "g:\u00e9\u{1f600}", "t:n"]
+        yield* put("k", "v", names)
+        for (const name of names) {
+          assert.strictEqual(yield* store.invalidateSet(name, "hard"), 1, JSON.stringify(name))
+          assert.strictEqual(tagOf(yield* store.lookup("k", sets(...names))), "Miss")
+          yield* put("k", "v", names)
+        }
+        assert.strictEqual(yield* store.invalidate(["k"], "hard"), 1)
+      })
+    )
+
+    test(
+      "a failed load leaves nothing behind: no index member, and the next caller loads at once",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const on = sets("g:missing-1", "t:n")
+        const leasing = yield* leaseMiss(store, "k", "t1", on)
+        if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
+        yield* store.release("k", "t1", on, leasing.stamps, leasing.created)
+        assert.strictEqual(yield* store.setSize("g:missing-1"), 0)
+        assert.strictEqual(yield* store.setSize("t:n"), 0)
+        assert.strictEqual((yield* leaseMiss(store, "k", "t2", on))._tag, "Leased")
+      })
+    )
+
+    test(
+      "index members are pruned when their entries' life is over",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("short", "1", ["t:n"], 100, 200)
         yield* put("long", "2", ["t:n"], 60_000, 60_000)
         assert.strictEqual(yield* store.setSize("t:n"), 2)
         yield* backend.advance(400)
-        yield* put("other", "3", ["t:n"], 60_000, 60_000)
-        assert.strictEqual(yield* store.setSize("t:n"), 2)
+        assert.strictEqual(yield* store.setSize("t:n"), 1)
       })
     )
 
     test(
-      "pattern invalidation matches globs and never touches sets",
+      "pattern invalidation matches globs",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("user:1", "a", ["t:user"])
@@ -177,6 +337,7 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual(yield* store.invalidatePattern("user:*", "hard"), 2)
         assert.strictEqual(yield* store.invalidatePattern("*", "hard"), 1)
         assert.strictEqual(yield* store.invalidatePattern("*", "hard"), 0)
+        assert.strictEqual(yield* store.invalidatePattern("[z-a]*", "hard"), 0)
       })
     )
 
@@ -200,45 +361,47 @@ export const storeContract = (backend: Backend) =>
     )
 
     test(
-      "a hold invalidates the members of each set, and a load under way can no longer be stored",
+      "a hold invalidates the entries of each set, and a load under way can no longer be stored",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("a", "1", ["g:x", "t:n"])
         yield* put("b", "2", ["g:x"])
         yield* put("c", "3", ["g:y"])
         yield* put("d", "4", ["g:other"])
-        // A load that registered before the hold, and one that took its lease but had not registered yet.
-        assert.strictEqual((yield* store.read("tracked", "t1", 10_000))._tag, "Miss")
-        assert.isTrue(yield* store.track("tracked", ["g:x"], undefined))
-        assert.strictEqual((yield* store.read("untracked", "t2", 10_000))._tag, "Miss")
+        const before = yield* leaseMiss(store, "loading", "t1", sets("g:x"))
         assert.deepStrictEqual(yield* store.hold(["g:x", "g:y", "g:none"], "w1", 10_000), [2, 1, 0])
-        assert.isFalse(yield* store.fill("tracked", "t1", fill("read before the commit", ["g:x"])))
-        assert.isFalse(yield* store.track("untracked", ["g:x"], undefined))
-        for (const key of ["a", "b", "c", "tracked"]) {
-          assert.deepStrictEqual(yield* store.read(key, "t3", 10_000), { _tag: "Miss" }, key)
+        if (before._tag !== "Leased") return assert.fail(before._tag)
+        yield* store.fill("loading", "t1", sets("g:x"), before.stamps, before.created, fill("read before the commit"))
+        assert.strictEqual(tagOf(yield* store.lookup("loading", sets("g:x"))), "Miss")
+        for (const [key, on] of [
+          ["a", sets("g:x", "t:n")],
+          ["b", sets("g:x")],
+          ["c", sets("g:y")]
+        ] as const) {
+          const found = yield* store.lookup(key, on)
+          assert.strictEqual(found._tag, "Miss", key)
+          if (found._tag === "Miss") assert.isTrue(found.view.held, key)
         }
-        assert.deepStrictEqual(yield* store.read("d", "t3", 10_000), { _tag: "Hit", value: "4" })
-        // Hard, like invalidateSet: the keys left their other sets too.
+        assert.deepStrictEqual(yield* store.lookup("d", sets("g:other")), { _tag: "Hit", value: "4" })
+        // Hard, like invalidateSet: the entries left their other indexes too.
         assert.strictEqual(yield* store.setSize("t:n"), 0)
       })
     )
 
     test(
-      "while a set is held, track refuses keys in it and the set does not list them; release lets them in",
+      "while a set is held, a lease says so; release lets loads be stored again",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* store.hold(["g:x"], "w1", 10_000)
-        assert.strictEqual((yield* store.read("k", "t1", 10_000))._tag, "Miss")
-        assert.isFalse(yield* store.track("k", ["t:n", "g:x"], undefined))
-        assert.strictEqual(yield* store.setSize("g:x"), 0)
+        const during = yield* leaseMiss(store, "k", "t1", sets("t:n", "g:x"))
+        assert.isTrue(during._tag === "Leased" && during.held)
+        yield* store.release("k", "t1", sets("t:n", "g:x"), [], [])
         // Other sets are not held.
-        assert.strictEqual((yield* store.read("other", "t2", 10_000))._tag, "Miss")
-        assert.isTrue(yield* store.track("other", ["t:m"], undefined))
-        assert.strictEqual(yield* store.setSize("t:m"), 1)
+        const other = yield* leaseMiss(store, "other", "t2", sets("t:m"))
+        assert.isTrue(other._tag === "Leased" && !other.held)
         yield* store.releaseHold(["g:x"], "w1")
-        assert.isTrue(yield* store.track("k", ["t:n", "g:x"], undefined))
+        yield* put("k", "v", ["t:n", "g:x"])
         assert.strictEqual(yield* store.setSize("g:x"), 1)
-        assert.isTrue(yield* store.fill("k", "t1", fill("v", ["t:n", "g:x"])))
         assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 1)
       })
     )
@@ -249,12 +412,12 @@ export const storeContract = (backend: Backend) =>
         const store = yield* CacheStore.CacheStore
         yield* store.hold(["g:x"], "w1", 10_000)
         yield* store.hold(["g:x", "g:y"], "w2", 10_000)
-        yield* store.read("k", "t1", 10_000)
         yield* store.releaseHold(["g:x"], "w1")
-        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
+        const found = yield* store.lookup("k", sets("g:x"))
+        assert.isTrue(found._tag === "Miss" && found.view.held)
         yield* store.releaseHold(["g:x", "g:y"], "w2")
-        assert.isTrue(yield* store.track("k", ["g:x"], undefined))
-        assert.isTrue(yield* store.track("k", ["g:y"], undefined))
+        const after = yield* store.lookup("k", sets("g:x", "g:y"))
+        assert.isTrue(after._tag === "Miss" && !after.view.held)
       })
     )
 
@@ -263,17 +426,16 @@ export const storeContract = (backend: Backend) =>
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* store.hold(["g:x"], "w1", 300)
-        yield* store.read("k", "t1", 10_000)
-        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
+        const during = yield* store.lookup("k", sets("g:x"))
+        assert.isTrue(during._tag === "Miss" && during.view.held)
         yield* backend.advance(400)
-        assert.isTrue(yield* store.track("k", ["g:x"], undefined))
-        assert.isTrue(yield* store.fill("k", "t1", fill("filled after the hold lapsed", ["g:x"])))
+        yield* put("k", "filled after the hold lapsed", ["g:x"])
         yield* store.releaseHold(["g:x"], "w1")
-        assert.deepStrictEqual(yield* store.read("k", "t2", 10_000), { _tag: "Miss" })
-        // A release with no hold behind it (never taken, or gone with the set) invalidates too.
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets("g:x"))), "Miss")
+        // A release with no hold behind it (never taken, or gone) invalidates too.
         yield* put("m", "1", ["g:y"])
         yield* store.releaseHold(["g:y"], "nobody")
-        assert.deepStrictEqual(yield* store.read("m", "t3", 10_000), { _tag: "Miss" })
+        assert.strictEqual(tagOf(yield* store.lookup("m", sets("g:y"))), "Miss")
       })
     )
 
@@ -288,9 +450,10 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual(yield* store.invalidateSet("g:x", "soft"), 0)
         assert.strictEqual(yield* store.invalidateSet("t:n", "soft"), 0)
         assert.strictEqual(yield* store.invalidateSet("t:n", "hard"), 0)
-        yield* store.read("k", "t1", 10_000)
-        assert.isFalse(yield* store.track("k", ["g:x"], undefined))
-        assert.isFalse(yield* store.track("k", ["t:n"], undefined))
+        const found = yield* store.lookup("k", sets("g:x"))
+        assert.isTrue(found._tag === "Miss" && found.view.held)
+        const tagged = yield* store.lookup("k", sets("t:n"))
+        assert.isTrue(tagged._tag === "Miss" && tagged.view.held)
         yield* put("f", "2")
         const keys: Array<string> = []
         let cursor: string | undefined
@@ -299,12 +462,12 @@ export const storeContract = (backend: Backend) =>
           keys.push(...page.keys)
           cursor = page.cursor
         } while (cursor !== "0")
-        assert.deepStrictEqual(keys.sort(), ["f", "k"])
+        assert.deepStrictEqual(keys.sort(), ["f"])
       })
     )
 
     test(
-      "inspect shows the raw entry",
+      "inspect shows the entry, its sets and its freshness",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* put("k", "raw value", ["g:a", "t:n"], 60_000, 120_000)
@@ -313,8 +476,13 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual(info!.value, "raw value")
         assert.deepStrictEqual([...info!.sets].sort(), ["g:a", "t:n"])
         assert.isFalse(info!.leased)
+        assert.strictEqual(info!.freshness?._tag, "Until")
         assert.isTrue(info!.ttlMillis! > 100_000 && info!.ttlMillis! <= 120_000)
+        yield* store.invalidateSet("g:a", "soft")
+        assert.strictEqual((yield* store.inspect("k"))!.freshness?._tag, "Invalidated")
+        yield* store.invalidate(["k"], "hard")
         assert.isUndefined(yield* store.inspect("missing"))
+        assert.isUndefined(yield* store.inspect("k"))
       })
     )
   })

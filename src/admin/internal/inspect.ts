@@ -77,14 +77,19 @@ export const nodeOfEntry = (info: EntryInfo): string | undefined => {
   return undefined
 }
 
-const stateOf = (info: EntryInfo, now: number): KeyRow["state"] =>
-  info.value === undefined
-    ? "loading"
-    : info.freshUntil === undefined
-      ? "fresh"
-      : info.freshUntil <= now
-        ? "stale"
-        : "fresh"
+const stateOf = (info: EntryInfo, now: number): KeyRow["state"] => {
+  if (info.value === undefined || info.freshness === undefined) return "loading"
+  switch (info.freshness._tag) {
+    case "Forever":
+      return "fresh"
+    case "Until":
+      return info.freshness.until <= now ? "stale" : "fresh"
+    case "Invalidated":
+      return "stale"
+    case "Dead":
+      return "invalidated"
+  }
+}
 
 export interface ScanOptions {
   readonly pattern?: string | undefined
@@ -157,8 +162,7 @@ export const keyView = (store: Store, key: string): Effect.Effect<KeyResponse | 
       node: nodeName,
       state: stateOf(info, now),
       ttlMillis: info.ttlMillis ?? null,
-      freshUntil:
-        info.freshUntil === undefined || info.freshUntil <= 1 ? null : new Date(info.freshUntil).toISOString(),
+      freshUntil: info.freshness?._tag === "Until" ? new Date(info.freshness.until).toISOString() : null,
       leased: info.leased,
       groups,
       tags

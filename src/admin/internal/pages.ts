@@ -327,7 +327,7 @@ export const keyPage = (ctx: PageContext, view: KeyResponse) =>
 <dt>Value</dt><dd><span class="badge ${view.status}">${view.status}</span> <span class="muted">${statusNote[view.status]}</span>${view.message === null ? "" : html`<br><span class="muted">${view.message}</span>`}</dd>
 <dt>Stamp</dt><dd class="mono">${view.stamp ?? "–"}</dd>
 <dt>TTL</dt><dd>${view.ttlMillis === null ? "none" : duration(view.ttlMillis)}</dd>
-<dt>Fresh until</dt><dd>${view.freshUntil === null ? (view.state === "stale" ? "invalidated" : "for ever") : view.freshUntil}</dd>
+<dt>Fresh until</dt><dd>${view.freshUntil === null ? (view.state === "stale" || view.state === "invalidated" ? "invalidated" : "for ever") : view.freshUntil}</dd>
 <dt>Groups</dt><dd>${view.groups.length === 0 ? html`<span class="muted">none</span>` : html`<span class="tags">${view.groups.map((group) => html`<a class="badge" href="${href(ctx, "/invalidate", { target: "group", value: group })}">${group}</a>`)}</span>`}</dd>
 <dt>Tags</dt><dd>${view.tags.length === 0 ? html`<span class="muted">none</span>` : html`<span class="tags">${view.tags.map((tag) => html`<a class="badge" href="${href(ctx, "/invalidate", { target: "tag", value: tag })}">${tag}</a>`)}</span>`}</dd>
 </dl>

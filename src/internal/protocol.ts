@@ -1,0 +1,301 @@
+/**
+ * The store protocol's vocabulary, in one place: how keys are named, what an entry record and a stamp hold, and
+ * how a record is judged against the stamps of its sets. Both stores (Redis and in process) and the admin read
+ * records through this module; the Lua scripts take their offsets from it.
+ *
+ * ## The model
+ *
+ * - A **stamp** is a small string per membership set (a group `g:...` or a tag `t:...`) at `prefix~s:set`. It
+ *   names the set's current *incarnation*: a random id, with a soft generation after a dot (`id.3`). A hard
+ *   invalidation deletes the stamp; a soft one bumps the generation; a hold replaces it with a hold marker
+ *   (`!token,token`) that expires by itself.
+ * - An **entry** is a string record at `prefix + key`: a fixed-width header (state, lease, freshness) and, for a
+ *   value, the sets it belongs to and the stamps those sets had *before its load started*.
+ * - A record is **valid** only while every recorded stamp equals the set's current stamp. A missing stamp never
+ *   equals anything, so an invalidation is one command on one key, and nothing (an interleaving, a lost
+ *   message, an evicted key) can make an entry outlive an invalidation of any of its sets: entries, stamps and
+ *   indexes may each be evicted, and every eviction only turns a hit into a miss.
+ * - An **index** (`prefix~m:set`, a sorted set) lists the entries filled under a set, one member per filled
+ *   incarnation (`fillToken + key`), scored by the entry's end of life. It is bookkeeping only (counts, the
+ *   admin, reclaiming the memory of invalidated entries): correctness never reads it.
+ */
+import { randomBytes } from "node:crypto"
+import type { EntryInfo, Lookup, Sets, View } from "../CacheStore.ts"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The character that separates protocol keys (stamps, indexes) from entries under the prefix. */
+export const setMarker = "~"
+
+/** Where the stamp of a set lives, under the prefix. */
+export const stampKey = (prefix: string, set: string): string => `${prefix}${setMarker}s:${set}`
+
+/** Where the index of a set lives, under the prefix. */
+export const indexKey = (prefix: string, set: string): string => `${prefix}${setMarker}m:${set}`
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Every token (lease, fill) has this many characters, so a record's header has a fixed width. */
+export const tokenLength = 16
+
+const processPart = randomBytes(6).toString("base64url") // 8 characters
+let tokenCounter = 0
+
+/** A token unique to this process and call: 8 characters of the process, 8 of a counter. */
+export const newToken = (): string => processPart + (tokenCounter++).toString(36).padStart(8, "0").slice(-8)
+
+/** A caller's token in its fixed-width form (tokens from {@link newToken} are already; shorter ones are padded). */
+export const fixedToken = (token: string): string => {
+  if (token.length > tokenLength) throw new Error(`a lease token has at most ${tokenLength} characters: ${token}`)
+  return token.length === tokenLength ? token : token.padEnd(tokenLength, "-")
+}
+
+/** A fresh stamp incarnation (11 characters of base64url: never a `.`, `,`, `!` or a newline). */
+export const newStamp = (): string => randomBytes(8).toString("base64url")
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stamps
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The first character of a hold marker. */
+export const holdMark = "!"
+
+/** Whether a stamp is a hold marker (a write is committing: nothing loaded now may be stored). */
+export const isHold = (stamp: string): boolean => stamp.startsWith(holdMark)
+
+/** The incarnation of a stamp, without its soft generation. */
+export const incarnation = (stamp: string): string => {
+  const dot = stamp.indexOf(".")
+  return dot === -1 ? stamp : stamp.slice(0, dot)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The version of the record format: a record of another format is foreign (a miss, then overwritten). */
+export const format = "2"
+
+/**
+ * A record's state: `L` a lease only (a load under way, no value), `V` a value, `S` a value invalidated softly
+ * (served as stale by nodes that allow it).
+ */
+export type RecordState = "L" | "V" | "S"
+
+/** Offsets (0-based) of the header's fields; the Lua scripts use them 1-based. */
+export const offsets = {
+  format: 0,
+  state: 1,
+  /** Lease expiry in server millis (13 digits, zeros: none); leases inside value records only. */
+  leaseUntil: 2,
+  leaseToken: 15,
+  /** Fresh until, in millis since the epoch (13 digits, zeros: for ever). */
+  freshUntil: 15 + tokenLength,
+  body: 15 + tokenLength + 13
+} as const
+
+const zeros13 = "0000000000000"
+const noToken = "-".repeat(tokenLength)
+const digits13 = (n: number) => (n <= 0 ? zeros13 : String(Math.floor(n)).padStart(13, "0"))
+
+/** The record of a lease without a value. */
+export const leaseRecord = (token: string): string => `${format}L${zeros13}${token}${zeros13}`
+
+/** What a value record holds besides its header. */
+export interface Body {
+  /** The token of the lease that filled it: with the key, it names this incarnation of the entry. */
+  readonly fillToken: string
+  /** The sets, as JSON (compared as a string on the hit path). */
+  readonly setsJson: string
+  /** The stamps recorded for the sets, in order, joined by `,`. */
+  readonly stamps: string
+  readonly value: string
+}
+
+/** The record of a value. */
+export const valueRecord = (freshUntil: number | undefined, body: Body): string =>
+  `${format}V${zeros13}${noToken}${freshUntil === undefined ? zeros13 : digits13(Math.max(1, freshUntil))}${body.fillToken}\n${body.setsJson}\n${body.stamps}\n${body.value}`
+
+/** A record as read back. */
+export type Parsed =
+  | { readonly _tag: "Foreign" }
+  | { readonly _tag: "Lease"; readonly holder: string }
+  | {
+      readonly _tag: "Value"
+      readonly soft: boolean
+      /** The holder of a refresh lease on this value, if the header names one (its expiry is the script's to judge). */
+      readonly holder: string | undefined
+      readonly leaseUntil: number
+      /** `undefined`: fresh for ever. */
+      readonly freshUntil: number | undefined
+      readonly body: Body
+    }
+
+export const parse = (record: string): Parsed => {
+  if (record.charCodeAt(0) !== 50 /* "2" */ || record.length < offsets.body) return { _tag: "Foreign" }
+  const state = record[offsets.state]
+  if (state === "L") return { _tag: "Lease", holder: record.slice(offsets.leaseToken, offsets.freshUntil) }
+  if (state !== "V" && state !== "S") return { _tag: "Foreign" }
+  const first = record.indexOf("\n", offsets.body)
+  const second = first === -1 ? -1 : record.indexOf("\n", first + 1)
+  const third = second === -1 ? -1 : record.indexOf("\n", second + 1)
+  if (third === -1) return { _tag: "Foreign" }
+  const leaseUntil = Number(record.slice(offsets.leaseUntil, offsets.leaseToken))
+  const freshUntil = Number(record.slice(offsets.freshUntil, offsets.body))
+  return {
+    _tag: "Value",
+    soft: state === "S",
+    holder: leaseUntil === 0 ? undefined : record.slice(offsets.leaseToken, offsets.freshUntil),
+    leaseUntil,
+    freshUntil: freshUntil === 0 ? undefined : freshUntil,
+    body: {
+      fillToken: record.slice(offsets.body, first),
+      setsJson: record.slice(first + 1, second),
+      stamps: record.slice(second + 1, third),
+      value: record.slice(third + 1)
+    }
+  }
+}
+
+/** The sets of a record, parsed from its JSON (an unreadable list is no sets). */
+export const setsOf = (body: Body): ReadonlyArray<string> => {
+  try {
+    const sets = JSON.parse(body.setsJson)
+    return Array.isArray(sets) ? sets.filter((set): set is string => typeof set === "string") : []
+  } catch {
+    return []
+  }
+}
+
+/** The stamp a record recorded for `set`, if it lists the set. */
+export const recordedStamp = (body: Body, set: string): string | undefined => {
+  const index = setsOf(body).indexOf(set)
+  return index === -1 ? undefined : body.stamps.split(",")[index]
+}
+
+/** The member of a set's index that stands for one filled incarnation of an entry. */
+export const indexMember = (fillToken: string, key: string): string => fillToken + key
+
+// ---------------------------------------------------------------------------------------------------------------
+// Judging a record
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * How the stamps a record recorded compare with the sets' current stamps:
+ * - `Current`: all equal;
+ * - `Soft`: same incarnations, some generation moved (a soft invalidation): usable as a stale value;
+ * - `Dead`: some set was invalidated hard, held, evicted, or the record lists other sets.
+ */
+export type StampCheck = "Current" | "Soft" | "Dead"
+
+export const checkStamps = (
+  body: Body,
+  setsJson: string,
+  current: ReadonlyArray<string | null>,
+  joined: string | undefined
+): StampCheck => {
+  if (body.setsJson !== setsJson) return "Dead"
+  if (joined !== undefined && body.stamps === joined) return "Current"
+  const recorded = current.length === 0 ? [] : body.stamps.split(",")
+  if (recorded.length !== current.length) return "Dead"
+  let soft = false
+  for (let i = 0; i < current.length; i++) {
+    const now = current[i]
+    const then = recorded[i]!
+    if (now === null || now === undefined || isHold(now)) return "Dead"
+    if (now === then) continue
+    if (incarnation(now) !== incarnation(then)) return "Dead"
+    soft = true
+  }
+  return soft ? "Soft" : "Current"
+}
+
+/** The stamps as they are joined in a record, or `undefined` if one is missing or held (nothing can match). */
+export const joinStamps = (stamps: ReadonlyArray<string | null>): string | undefined => {
+  let joined = ""
+  for (let i = 0; i < stamps.length; i++) {
+    const stamp = stamps[i]
+    if (stamp === null || stamp === undefined || isHold(stamp)) return undefined
+    joined = i === 0 ? stamp : `${joined},${stamp}`
+  }
+  return joined
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What the admin sees
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * How fresh a stored value is.
+ *
+ * - `Forever`: fresh until invalidated;
+ * - `Until`: fresh until a time (millis since the epoch), stale after it;
+ * - `Invalidated`: invalidated softly (the key, or one of its sets): stale, served only by nodes that allow it;
+ * - `Dead`: one of its sets was invalidated hard (or held, or lost): never served, reclaimed or overwritten.
+ */
+export type Freshness =
+  | { readonly _tag: "Forever" }
+  | { readonly _tag: "Until"; readonly until: number }
+  | { readonly _tag: "Invalidated" }
+  | { readonly _tag: "Dead" }
+
+/**
+ * Judges what a lookup read: the record at the key and the current stamps of the entry's sets. Shared by both
+ * stores (the in-process one stores the same records).
+ */
+export const judge = (record: string | null, sets: Sets, stamps: ReadonlyArray<string | null>, now: number): Lookup => {
+  const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
+  if (record === null) return { _tag: "Miss", view: { stamps, seen: "", present: false, holder: undefined, held } }
+  const parsed = parse(record)
+  switch (parsed._tag) {
+    case "Foreign":
+      return { _tag: "Miss", view: { stamps, seen: "", present: true, holder: undefined, held } }
+    case "Lease":
+      return { _tag: "Miss", view: { stamps, seen: "", present: true, holder: parsed.holder, held } }
+    case "Value": {
+      const check = checkStamps(parsed.body, sets.json, stamps, joinStamps(stamps))
+      const fresh = parsed.freshUntil === undefined || parsed.freshUntil > now
+      if (check === "Current" && !parsed.soft && fresh) return { _tag: "Hit", value: parsed.body.value }
+      const view: View = {
+        stamps,
+        seen: parsed.body.fillToken,
+        present: true,
+        holder: parsed.holder !== undefined && parsed.leaseUntil > now ? parsed.holder : undefined,
+        held
+      }
+      return check === "Dead" ? { _tag: "Miss", view } : { _tag: "Stale", value: parsed.body.value, view }
+    }
+  }
+}
+
+/** What the admin sees of a value record, given the current stamps of its sets. */
+export const describe = (
+  key: string,
+  parsed: Extract<Parsed, { readonly _tag: "Value" }>,
+  sets: ReadonlyArray<string>,
+  stamps: ReadonlyArray<string | null>,
+  ttlMillis: number | undefined,
+  now: number
+): EntryInfo => {
+  const check = checkStamps(parsed.body, JSON.stringify(sets), stamps, joinStamps(stamps))
+  const freshness: Freshness =
+    check === "Dead"
+      ? { _tag: "Dead" }
+      : check === "Soft" || parsed.soft
+        ? { _tag: "Invalidated" }
+        : parsed.freshUntil === undefined
+          ? { _tag: "Forever" }
+          : { _tag: "Until", until: parsed.freshUntil }
+  return {
+    key,
+    value: parsed.body.value,
+    freshness,
+    ttlMillis,
+    leased: parsed.holder !== undefined && parsed.leaseUntil > now,
+    sets
+  }
+}
