@@ -32,7 +32,8 @@ export type { MemoryOptions, RedisOptions }
 export class CacheStoreError extends Schema.TaggedError<CacheStoreError>()("CacheStoreError", {
   /** The store operation that failed, e.g. `read`, `fill`, `invalidate`. */
   operation: Schema.String,
-  reason: Schema.Literals(["Unavailable", "Timeout", "Protocol"]),
+  /** `InvalidInput`: the request itself cannot be served (a malformed pattern); nothing was changed. */
+  reason: Schema.Literals(["Unavailable", "Timeout", "Protocol", "InvalidInput"]),
   message: Schema.String,
   cause: Schema.optional(Schema.Defect())
 }) {}

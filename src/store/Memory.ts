@@ -6,7 +6,15 @@
  * hit into a miss. Expiry is checked lazily against Effect's `Clock`.
  */
 import { Effect, type Scope } from "effect"
-import type { CacheStore, Fill, Leasing, Mode, Sets, View } from "../CacheStore.ts"
+import {
+  type CacheStore,
+  CacheStoreError,
+  type Fill,
+  type Leasing,
+  type Mode,
+  type Sets,
+  type View
+} from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
 import { isTagSet } from "../internal/keys.ts"
@@ -334,35 +342,40 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         }
       })
 
-    const matcher = (pattern: string | undefined): ((key: string) => boolean) => {
-      if (pattern === undefined || pattern === "*") return () => true
+    /** A glob's matcher, or the typed error of a malformed pattern. */
+    const matcher = (operation: string, pattern: string | undefined) => {
+      if (pattern === undefined || pattern === "*") return Effect.succeed((_: string) => true)
       const glob = compileGlob(pattern)
-      if (glob._tag === "GlobError") throw new Error(glob.reason)
-      return glob.test
+      return glob._tag === "Glob"
+        ? Effect.succeed(glob.test)
+        : Effect.fail(new CacheStoreError({ operation, reason: "InvalidInput", message: glob.reason }))
     }
 
     const invalidatePattern = (pattern: string, mode: Mode) =>
-      withClock((now) => {
-        const matches = matcher(pattern)
-        let count = 0
-        for (const key of [...entries.keys()]) if (matches(key)) count += invalidateKey(key, mode, now)
-        return count
-      })
+      Effect.flatMap(matcher("invalidatePattern", pattern), (matches) =>
+        withClock((now) => {
+          let count = 0
+          for (const key of [...entries.keys()]) if (matches(key)) count += invalidateKey(key, mode, now)
+          return count
+        })
+      )
 
     const scan = (options: { pattern?: string | undefined; cursor?: string | undefined; count?: number | undefined }) =>
-      withClock((now) => {
-        const matches = matcher(options.pattern)
-        const after = options.cursor === undefined || options.cursor === "0" ? undefined : decodeCursor(options.cursor)
-        const count = Math.max(1, Math.min(options.count ?? 100, 1000))
-        const keys = [...entries.keys()]
-          .filter((key) => (after === undefined || key > after) && matches(key) && record(key, now) !== undefined)
-          .sort()
-        const page = keys.slice(0, count)
-        return {
-          keys: page,
-          cursor: keys.length > count ? encodeCursor(page[page.length - 1]!) : "0"
-        }
-      })
+      Effect.flatMap(matcher("scan", options.pattern), (matches) =>
+        withClock((now) => {
+          const after =
+            options.cursor === undefined || options.cursor === "0" ? undefined : decodeCursor(options.cursor)
+          const count = Math.max(1, Math.min(options.count ?? 100, 1000))
+          const keys = [...entries.keys()]
+            .filter((key) => (after === undefined || key > after) && matches(key) && record(key, now) !== undefined)
+            .sort()
+          const page = keys.slice(0, count)
+          return {
+            keys: page,
+            cursor: keys.length > count ? encodeCursor(page[page.length - 1]!) : "0"
+          }
+        })
+      )
 
     const inspect = (key: string) =>
       withClock((now) => {

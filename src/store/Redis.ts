@@ -22,7 +22,7 @@ import {
   type View
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
-import { escapeGlob } from "../internal/glob.ts"
+import { compileGlob, escapeGlob } from "../internal/glob.ts"
 import { isTagSet } from "../internal/keys.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
@@ -476,8 +476,16 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     // Page by page, each page its own command: the count is what was removed, even past one command timeout.
+    const checkPattern = (operation: string, pattern: string | undefined) => {
+      const glob = pattern === undefined ? undefined : compileGlob(pattern)
+      return glob?._tag === "GlobError"
+        ? Effect.fail(new CacheStoreError({ operation, reason: "InvalidInput", message: glob.reason }))
+        : Effect.void
+    }
+
     const invalidatePattern = (pattern: string, mode: Mode) =>
       Effect.gen(function* () {
+        yield* checkPattern("invalidatePattern", pattern)
         let cursor = "0"
         let count = 0
         do {
@@ -489,8 +497,11 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       })
 
     const scan = (options: { pattern?: string | undefined; cursor?: string | undefined; count?: number | undefined }) =>
-      run("scan", () =>
-        scanPage(options.pattern, options.cursor ?? "0", Math.max(1, Math.min(options.count ?? 100, 1000)))
+      Effect.andThen(
+        checkPattern("scan", options.pattern),
+        run("scan", () =>
+          scanPage(options.pattern, options.cursor ?? "0", Math.max(1, Math.min(options.count ?? 100, 1000)))
+        )
       )
 
     const inspect = (key: string) =>

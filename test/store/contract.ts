@@ -342,6 +342,19 @@ export const storeContract = (backend: Backend) =>
     )
 
     test(
+      "a malformed pattern is a typed error and changes nothing; a backtracking one is answered at once",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* put("a".repeat(400), "v")
+        const tooLong = yield* Effect.flip(store.invalidatePattern("*".repeat(2000), "hard"))
+        assert.strictEqual(tooLong.reason, "InvalidInput")
+        assert.strictEqual((yield* Effect.flip(store.scan({ pattern: "?".repeat(2000) }))).reason, "InvalidInput")
+        assert.strictEqual(yield* store.invalidatePattern("*a*a*a*a*a*a*a*a*b", "hard"), 0)
+        assert.strictEqual(yield* store.invalidatePattern("*a*a*a*a*a*a*a*a*a", "hard"), 1)
+      })
+    )
+
+    test(
       "scan pages through keys with a cursor and filters by pattern",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore

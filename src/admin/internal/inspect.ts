@@ -5,6 +5,7 @@
 import { Duration, Effect } from "effect"
 import type { CacheStore, CacheStoreError, EntryInfo } from "../../CacheStore.ts"
 import { decode, splitStamp } from "../../internal/codec.ts"
+import { compileGlob } from "../../internal/glob.ts"
 import { tagSet } from "../../internal/keys.ts"
 import * as Metrics from "../../Metrics.ts"
 import * as Node from "../../Node.ts"
@@ -220,6 +221,8 @@ export const keyView = (store: Store, key: string): Effect.Effect<KeyResponse | 
 /** Why a pattern may not be used for invalidation or search, or undefined. */
 export const patternProblem = (pattern: string, prefix: string): string | undefined => {
   if (pattern.startsWith("~")) return "a pattern cannot start with ~ (reserved for group and tag sets)"
+  const glob = compileGlob(pattern)
+  if (glob._tag === "GlobError") return glob.reason
   if (prefix !== "" && pattern.length > prefix.length && pattern.startsWith(prefix)) {
     return `patterns are relative to the store prefix ${JSON.stringify(prefix)}: leave the prefix out`
   }
