@@ -62,6 +62,28 @@ for (const backend of backends) {
     scenario("group")
     scenario("tag")
 
+    backend.test("two tenants whose field values join to the same text never share an entry", () =>
+      Effect.gen(function* () {
+        const Doc = Node.make(fresh("doc"), {
+          fields: { tenant: Schema.String, doc: Schema.String },
+          value: Schema.String
+        })
+        const read = (tenant: string, doc: string) =>
+          Effect.succeed(`${tenant}/${doc}`).pipe(Memo.cached(Doc.make({ tenant, doc })))
+        assert.strictEqual(yield* read("acme:secret", "1"), "acme:secret/1")
+        assert.strictEqual(yield* read("acme", "secret:1"), "acme/secret:1")
+        const Nullable = Node.make(fresh("nullable"), {
+          fields: { tenant: Schema.NullOr(Schema.String) },
+          value: Schema.String
+        })
+        const byTenant = (tenant: string | null) =>
+          Effect.succeed(`tenant ${JSON.stringify(tenant)}`).pipe(Memo.cached(Nullable.make({ tenant })))
+        assert.strictEqual(yield* byTenant(null), "tenant null")
+        assert.strictEqual(yield* byTenant("null"), 'tenant "null"')
+        assert.strictEqual(yield* byTenant(""), 'tenant ""')
+      }).pipe(Effect.provide(backend.layer()))
+    )
+
     backend.test("callers that start while a load is under way, with no invalidation, share it", () =>
       Effect.gen(function* () {
         const Title = Node.make(fresh("shared"), { fields: { id: Schema.Number }, value: Schema.String })

@@ -21,16 +21,45 @@ export const invalidKeyReason = (key: string): string | undefined =>
       ? `a key cannot start with "${setMarker}" (reserved for group and tag sets)`
       : undefined
 
-/** How a field value is written in a default key. */
-const keyPart = (value: unknown): string =>
-  typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean"
-    ? String(value)
-    : value instanceof Date
-      ? value.toISOString()
-      : JSON.stringify(value)
+/** Strings that could read as the rendering of another type (a number, a boolean, a date, JSON) are marked. */
+const ambiguous = /^(?:[-\d{["]|true$|false$|NaN$|Infinity$)/
 
-/** The key of nodes and groups that give none: the name and the field values, in field order, joined by `:`. */
+/** `\` and `:` escaped, so that `:` only ever separates parts. */
+const escapePart = (text: string): string =>
+  text.includes("\\") || text.includes(":") ? text.replace(/[\\:]/g, (char) => `\\${char}`) : text
+
+/**
+ * How a field value is written in a default key, injectively: distinct values never give one part. Strings are
+ * written as they are (escaped), unless they could read as another type's rendering (`"1"`, `"true"`, an ISO
+ * date), which are marked with a leading `\'`; `null` is `\0` and an absent field `\-`. Numbers, booleans and
+ * bigints (`12n`) as JavaScript writes them (`-0` kept), dates as ISO strings, anything else as JSON.
+ */
+export const keyPart = (value: unknown): string => {
+  switch (typeof value) {
+    case "string":
+      return ambiguous.test(value) ? `\\'${escapePart(value)}` : escapePart(value)
+    case "number":
+      return Object.is(value, -0) ? "-0" : String(value)
+    case "bigint":
+      return `${value}n`
+    case "boolean":
+      return String(value)
+    case "undefined":
+      return "\\-"
+  }
+  if (value === null) return "\\0"
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "\\d" : value.toISOString()
+  return escapePart(JSON.stringify(value) ?? "\\?")
+}
+
+/**
+ * The key of nodes and groups that give none: the name and the field values, in field order, joined by `:`, each
+ * written by {@link keyPart} so that two different sets of values never share a key (`user:1`, `doc:acme\:x:2`).
+ */
 export const defaultKey =
   (name: string, fieldNames: ReadonlyArray<string>) =>
-  (fields: Record<string, unknown>): string =>
-    [name, ...fieldNames.map((field) => keyPart(fields[field]))].join(":")
+  (fields: Record<string, unknown>): string => {
+    let key = escapePart(name)
+    for (const field of fieldNames) key += `:${keyPart(fields[field])}`
+    return key
+  }
