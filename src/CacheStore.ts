@@ -16,7 +16,8 @@
  *
  * @since 0.1.0
  */
-import { Context, type Effect, Layer, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
 import type { Freshness } from "./internal/protocol.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
 import { makeRedisStore, makeRedisStoreFromConfig, type RedisOptions } from "./store/Redis.ts"
@@ -183,6 +184,12 @@ export class CacheStore extends Context.Service<
     readonly kind: string
     /** The prefix in front of every key this store writes. */
     readonly prefix: string
+    /**
+     * Where the prefix came from: the `CachemeConfig` the layer was built with, or the layer's own option. A
+     * prefix taken from the settings must still be the prefix of the settings in effect where the store is used
+     * (see {@link checkPrefix}).
+     */
+    readonly prefixSource: "settings" | "option"
     /** The scope of the store's layer: background refreshes are forked into it and end with it. */
     readonly scope: Scope.Scope
     /** Reads `key` and the stamps of its sets, and judges the value: one round trip, no write. */
@@ -266,6 +273,25 @@ export class CacheStore extends Context.Service<
     readonly ping: Effect.Effect<number, CacheStoreError>
   }
 >()("effect-cacheme/CacheStore") {}
+
+/**
+ * Dies with a `CachemeConfigError` when a store that took its prefix from `CachemeConfig` is used where other
+ * settings are in effect: the layers were composed so that the store never saw the settings meant for it (e.g.
+ * `Layer.mergeAll(CacheStore.layerRedis(...), CachemeConfig.layer({ prefix: "APP:" }))` instead of
+ * `Layer.provideMerge`), and it would write under another application's prefix.
+ *
+ * @category guards
+ * @since 0.2.0
+ */
+export const checkPrefix = (store: CacheStore["Service"], settings: Settings): Effect.Effect<void> =>
+  store.prefixSource === "settings" && store.prefix !== settings.prefix
+    ? Effect.die(
+        new CachemeConfigError({
+          setting: "prefix",
+          message: `the store was built with the prefix ${JSON.stringify(store.prefix)} but the settings in effect say ${JSON.stringify(settings.prefix)}: provide CachemeConfig to the store's layer (Layer.provideMerge), or give the store its prefix`
+        })
+      )
+    : Effect.void
 
 /**
  * An in-process store: bounded (LRU eviction), expiry read from Effect's `Clock` (so `TestClock` moves it).

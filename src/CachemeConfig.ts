@@ -119,18 +119,36 @@ export const environmentVariables: { readonly [K in keyof Settings]: string } = 
 
 const invalid = (setting: keyof Settings, message: string) => new CachemeConfigError({ setting, message })
 
-const positiveDuration = (setting: keyof Settings, input: Duration.Input, allowZero = false) => {
+/** The longest delay Node's timers keep (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+const maxTimerMillis = 2 ** 31 - 1
+
+/** The longest ttl: ten years (entries record their end in 13-digit millis). */
+const maxTtlMillis = 10 * 365 * 24 * 3600 * 1000
+
+/**
+ * A duration above zero, in whole milliseconds (a fraction is rounded up: Redis takes whole milliseconds), at most
+ * `maxMillis`.
+ */
+const positiveDuration = (setting: keyof Settings, input: Duration.Input, maxMillis = maxTimerMillis) => {
   const duration = Duration.fromInput(input)
   if (Option.isNone(duration)) {
     return Effect.fail(invalid(setting, `expected a duration, got ${JSON.stringify(String(input))}`))
   }
   const millis = Duration.toMillis(duration.value)
-  if (!Number.isFinite(millis) || millis < 0 || (!allowZero && millis === 0)) {
+  if (!Number.isFinite(millis) || millis <= 0) {
     return Effect.fail(
       invalid(setting, `expected a finite duration above zero, got ${Duration.format(duration.value)}`)
     )
   }
-  return Effect.succeed(duration.value)
+  if (millis > maxMillis) {
+    return Effect.fail(
+      invalid(
+        setting,
+        `expected at most ${Duration.format(Duration.millis(maxMillis))}, got ${Duration.format(duration.value)}`
+      )
+    )
+  }
+  return Effect.succeed(Number.isInteger(millis) ? duration.value : Duration.millis(Math.ceil(millis)))
 }
 
 const checkString = (setting: keyof Settings, value: unknown, nonEmpty: boolean) =>
@@ -158,7 +176,7 @@ export const make = Effect.fnUntraced(function* (input: Input = {}) {
   }
   const redisUrl =
     input.redisUrl === undefined ? defaults.redisUrl : yield* checkString("redisUrl", input.redisUrl, true)
-  if (!/^rediss?:\/\//.test(redisUrl)) {
+  if (!/^rediss?:\/\//.test(redisUrl) || !URL.canParse(redisUrl)) {
     return yield* invalid("redisUrl", `expected a redis:// or rediss:// URL, got ${JSON.stringify(redisUrl)}`)
   }
   const herdRetryCount = input.herdRetryCount ?? defaults.herdRetryCount
@@ -182,7 +200,10 @@ export const make = Effect.fnUntraced(function* (input: Input = {}) {
         ? defaults.herdRetryInterval
         : yield* positiveDuration("herdRetryInterval", input.herdRetryInterval),
     stale,
-    ttl: input.ttl === undefined || input.ttl === null ? defaults.ttl : yield* positiveDuration("ttl", input.ttl),
+    ttl:
+      input.ttl === undefined || input.ttl === null
+        ? defaults.ttl
+        : yield* positiveDuration("ttl", input.ttl, maxTtlMillis),
     redisUrl,
     commandTimeout:
       input.commandTimeout === undefined

@@ -20,7 +20,7 @@
  */
 import { type Effect, Exit, Schema } from "effect"
 import type { CacheStore, CacheStoreError } from "./CacheStore.ts"
-import { getOrThrow, InvalidFields, makeValidator } from "./internal/fields.ts"
+import { checkKey, getOrThrow, InvalidFields, makeValidator, runCallback } from "./internal/fields.ts"
 import * as Invalidation from "./Invalidation.ts"
 import { defaultKey } from "./internal/keys.ts"
 
@@ -78,7 +78,16 @@ export const make = <const F extends Schema.Struct.Fields>(
   const key =
     options.key ?? (defaultKey(name, Object.keys(options.fields)) as (values: Schema.Struct.Type<F>) => string)
   const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>): Exit.Exit<Instance<F>, InvalidFields> =>
-    Exit.map(exit, (values) => ({ group, fields: values, key: key(values) }))
+    Exit.isFailure(exit)
+      ? (exit as Exit.Exit<never, InvalidFields>)
+      : Exit.map(
+          runCallback(name, "key function", () => key(exit.value), checkKey),
+          (k) => ({
+            group,
+            fields: exit.value,
+            key: k
+          })
+        )
   const group: InvalidNode<F> = {
     [TypeId]: TypeId,
     name,

@@ -11,7 +11,8 @@
  * @since 0.1.0
  */
 import { Context, Effect } from "effect"
-import { CacheStore, type CacheStoreError, type Mode } from "./CacheStore.ts"
+import { CachemeConfig } from "./CachemeConfig.ts"
+import { CacheStore, type CacheStoreError, checkPrefix, type Mode } from "./CacheStore.ts"
 import { groupSet, tagSet } from "./internal/keys.ts"
 
 export type { Mode }
@@ -71,6 +72,7 @@ const report = (
 ): Effect.Effect<number, CacheStoreError, CacheStore> =>
   Effect.gen(function* () {
     const store = yield* CacheStore
+    yield* checkPrefix(store, yield* CachemeConfig)
     const mode = options?.mode ?? "hard"
     const count = yield* run(store, mode)
     const listener = yield* Listener

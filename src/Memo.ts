@@ -461,19 +461,21 @@ const run = <A, E, R>(
   Effect.flatMap(CachemeConfig, (settings) => {
     if (!settings.enabled || instance.skip) return load
     return Effect.flatMap(CacheStore.CacheStore, (store) =>
-      Effect.map(
-        serve({
-          load,
-          instance,
-          sets: setsOf(instance),
-          store,
-          settings,
-          timing: timingOf(instance.node, settings),
-          metrics: Metrics.forNode(instance.node.name),
-          strict
-        }),
-        (served) => served.value
-      )
+      store.prefixSource === "settings" && store.prefix !== settings.prefix
+        ? CacheStore.checkPrefix(store, settings)
+        : Effect.map(
+            serve({
+              load,
+              instance,
+              sets: setsOf(instance),
+              store,
+              settings,
+              timing: timingOf(instance.node, settings),
+              metrics: Metrics.forNode(instance.node.name),
+              strict
+            }),
+            (served) => served.value
+          )
     ) as Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore>
   })
 

@@ -33,7 +33,14 @@
 import { createHash } from "node:crypto"
 import { Duration, type Effect, Exit, Schema, SchemaRepresentation } from "effect"
 import type * as InvalidNode from "./InvalidNode.ts"
-import { type FieldsValidator, getOrThrow, InvalidFields, makeValidator } from "./internal/fields.ts"
+import {
+  checkKey,
+  type FieldsValidator,
+  getOrThrow,
+  InvalidFields,
+  makeValidator,
+  runCallback
+} from "./internal/fields.ts"
 import { defaultKey, invalidKeyReason } from "./internal/keys.ts"
 
 export {
@@ -79,6 +86,11 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
   readonly skip?: boolean | ((fields: Schema.Struct.Type<F>) => boolean) | undefined
   /** How long a loader's lease lasts; absent uses the configured `leaseTtl`. */
   readonly leaseTtl?: Duration.Input | undefined
+  /**
+   * Replace a node of the same name made before (tests, hot module reload). Without it, a second node with a
+   * name already made throws {@link DuplicateNode}: two nodes of one name would share keys and tags.
+   */
+  readonly replace?: boolean | undefined
 }
 
 const TypeId = "~effect-cacheme/Node" as const
@@ -139,6 +151,17 @@ export type Fields<N> = N extends Node<infer F, any> ? Schema.Struct.Type<F> : n
 const registry = new Map<string, Node>()
 
 /**
+ * A node was made with a name another node already has (their entries would share keys and tags).
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export class DuplicateNode extends Schema.TaggedError<DuplicateNode>()("DuplicateNode", {
+  name: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * Every node made so far, by name (the latest definition wins); the admin page uses it to decode values.
  *
  * @category getters
@@ -172,6 +195,10 @@ const toDuration = (name: string, option: string, input: Duration.Input): Durati
   if (!Duration.isFinite(duration) || Duration.toMillis(duration) <= 0) {
     throw new Error(`Node ${name}: ${option} must be a finite duration above zero`)
   }
+  // Records keep times in 13-digit millis, and leases are timers: ten years is plenty for either.
+  if (Duration.toMillis(duration) > 10 * 365 * 24 * 3600 * 1000) {
+    throw new Error(`Node ${name}: ${option} must be at most ten years`)
+  }
   return duration
 }
 
@@ -186,6 +213,12 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
   options: Options<F, V>
 ): Node<F, V> => {
   if (!/^[^\s@#]+$/.test(name)) throw new Error(`Node name must be non-empty, without spaces, "@" or "#": ${name}`)
+  if (registry.has(name) && options.replace !== true) {
+    throw new DuplicateNode({
+      name,
+      message: `a node named ${JSON.stringify(name)} exists already: its entries would share keys and tags (pass replace: true to replace it)`
+    })
+  }
   const fields = Schema.Struct(options.fields)
   const validator: FieldsValidator<Schema.Struct.Type<F>> = makeValidator(name, fields as any)
   const keyOf =
@@ -201,7 +234,9 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
       : toDuration(name, "stale", options.stale)
 
   const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
-    const key = keyOf(values as Record<string, unknown>)
+    const keyed = runCallback(name, "key function", () => keyOf(values as Record<string, unknown>), checkKey)
+    if (Exit.isFailure(keyed)) return keyed as Exit.Exit<never, InvalidFields>
+    const key = keyed.value
     const reason = invalidKeyReason(key)
     if (reason !== undefined) {
       return Exit.fail(
@@ -213,13 +248,16 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
         })
       )
     }
-    return Exit.succeed({
-      node,
-      fields: values,
-      key,
-      groups: options.invalidatedBy?.(values) ?? [],
-      skip: typeof skip === "boolean" ? skip : skip(values)
-    })
+    const groups = runCallback(
+      name,
+      "invalidatedBy",
+      () => options.invalidatedBy?.(values) ?? [],
+      (groups) => (Array.isArray(groups) ? undefined : "did not return an array of groups")
+    )
+    if (Exit.isFailure(groups)) return groups as Exit.Exit<never, InvalidFields>
+    const skipped = runCallback(name, "skip", () => (typeof skip === "boolean" ? skip : skip(values)))
+    if (Exit.isFailure(skipped)) return skipped as Exit.Exit<never, InvalidFields>
+    return Exit.succeed({ node, fields: values, key, groups: groups.value, skip: skipped.value === true })
   }
   const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>) =>
     Exit.isSuccess(exit) ? instantiate(exit.value) : (exit as Exit.Exit<never, InvalidFields>)

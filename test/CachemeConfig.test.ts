@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect } from "effect"
-import { CachemeConfig } from "../src/index.ts"
+import { Cause, ConfigProvider, Duration, Effect, Exit, Layer, Schema } from "effect"
+import { CachemeConfig, CacheStore, Memo, Node } from "../src/index.ts"
 
 const fromEnv = (env: Record<string, string>) =>
   CachemeConfig.fromConfig.pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env })))
@@ -58,6 +58,11 @@ describe("CachemeConfig", () => {
     [{ CACHEME_TTL: "soon" }, "ttl"],
     [{ CACHEME_HERD_RETRY_INTERVAL: "0 millis" }, "herdRetryInterval"],
     [{ CACHEME_REDIS_URL: "http://nope" }, "redisUrl"],
+    [{ CACHEME_REDIS_URL: "redis://[::1" }, "redisUrl"],
+    [{ CACHEME_COMMAND_TIMEOUT: "25 days" }, "commandTimeout"],
+    [{ CACHEME_LEASE_TTL: "30 days" }, "leaseTtl"],
+    [{ CACHEME_TTL: "20000 days" }, "ttl"],
+    [{ CACHEME_MAX_VALUE_BYTES: "0" }, "maxValueBytes"],
     [{ CACHEME_PREFIX: "a*" }, "prefix"]
   ] as const)("a bad value fails with a typed error naming the setting: %j", ([env, setting]) =>
     Effect.gen(function* () {
@@ -76,6 +81,10 @@ describe("CachemeConfig", () => {
       assert.strictEqual(error.setting, "herdRetryCount")
       const prefixError = yield* Effect.flip(CachemeConfig.make({ prefix: "" }))
       assert.strictEqual(prefixError.setting, "prefix")
+      // Redis takes whole milliseconds: a fraction is rounded up, never sent as is.
+      const rounded = yield* CachemeConfig.make({ leaseTtl: Duration.micros(1500n), commandTimeout: "0.2 millis" })
+      assert.strictEqual(Duration.toMillis(rounded.leaseTtl), 2)
+      assert.strictEqual(Duration.toMillis(rounded.commandTimeout), 1)
     })
   )
 
@@ -84,5 +93,23 @@ describe("CachemeConfig", () => {
       const settings = yield* CachemeConfig.CachemeConfig
       assert.strictEqual(settings.prefix, "x:")
     }).pipe(Effect.provide(CachemeConfig.layer({ prefix: "x:" })))
+  )
+
+  it.effect("a store whose layer never saw the settings in effect refuses to work, instead of writing elsewhere", () =>
+    Effect.gen(function* () {
+      const Probe = Node.make("config-test-prefix", { fields: { id: Schema.Number }, value: Schema.Number })
+      const read = Effect.succeed(1).pipe(Memo.cached(Probe.make({ id: 1 })))
+      // Merged side by side: the store was built with the default prefix, the program runs with "APP:".
+      const wrong = Layer.mergeAll(CacheStore.layerMemory(), CachemeConfig.layer({ prefix: "APP:" }))
+      const exit = yield* Effect.exit(read.pipe(Effect.provide(wrong)))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), "a defect, not a silent write")
+      const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      assert.strictEqual((defect as CachemeConfig.CachemeConfigError)._tag, "CachemeConfigError")
+      const invalidation = yield* Effect.exit(Memo.invalidateNode(Probe).pipe(Effect.provide(wrong)))
+      assert.isTrue(Exit.isFailure(invalidation))
+      // Composed with provideMerge, the store has the prefix of the settings in effect.
+      const right = CacheStore.layerMemory().pipe(Layer.provideMerge(CachemeConfig.layer({ prefix: "APP:" })))
+      assert.strictEqual(yield* read.pipe(Effect.provide(right)), 1)
+    })
   )
 })

@@ -81,3 +81,31 @@ export const getOrThrow = <A>(exit: Exit.Exit<A, InvalidFields>): A => {
   if (Exit.isSuccess(exit)) return exit.value
   throw Cause.squash(exit.cause)
 }
+
+/** A failure of the user's own key, `invalidatedBy` or `skip` function, named for the node. */
+const callbackFailed = (node: string, what: string, message: string) =>
+  new InvalidFields({ node, field: "", message: `${node}: ${what} ${message}`, issues: [{ path: "", message }] })
+
+/**
+ * Runs a function the user gave a node or group (its key, `invalidatedBy`, `skip`): a throw, or a result that
+ * `check` rejects, becomes a typed `InvalidFields` naming the node, in the error channel.
+ */
+export const runCallback = <A>(
+  node: string,
+  what: string,
+  f: () => A,
+  check: (value: A) => string | undefined = () => undefined
+): Exit.Exit<A, InvalidFields> => {
+  let value: A
+  try {
+    value = f()
+  } catch (error) {
+    return Exit.fail(callbackFailed(node, what, `threw: ${error instanceof Error ? error.message : String(error)}`))
+  }
+  const problem = check(value)
+  return problem === undefined ? Exit.succeed(value) : Exit.fail(callbackFailed(node, what, problem))
+}
+
+/** The check of a key function's result. */
+export const checkKey = (key: unknown): string | undefined =>
+  typeof key === "string" ? undefined : `returned ${key === null ? "null" : typeof key}, not a string`

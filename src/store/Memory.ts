@@ -408,6 +408,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     return {
       kind: "memory",
       prefix,
+      prefixSource: "settings",
       scope,
       lookup,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.

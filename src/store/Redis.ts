@@ -535,6 +535,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     return {
       kind: "redis",
       prefix,
+      prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
