@@ -1,23 +1,48 @@
 /**
- * bentocache 1.6 as a {@link Peer}, Redis tier only (no in-process L1 and no bus): effect-cacheme has no memory
- * tier in front of Redis, so both pay one Redis round trip per hit. Uses ioredis 5, which bentocache requires.
+ * bentocache 1.6 as a {@link Peer}. By default Redis tier only (no in-process L1 and no bus): effect-cacheme has
+ * no memory tier in front of Redis, so both pay one Redis round trip per hit. Uses ioredis 5, which bentocache
+ * requires.
+ *
+ * Options (for `commands.ts` and `zipf.ts`):
+ * - `tiered`: bentocache as its docs recommend for several processes: an in-process L1 (memory driver) in front of
+ *   Redis, kept coherent by its Redis bus (a publisher and a subscriber connection, duplicated from the L2 one).
+ * - `tagged`: every entry carries one tag, its row: bentocache's counterpart of an effect-cacheme group.
  */
 import { BentoCache, bentostore } from "bentocache"
-import { redisDriver } from "bentocache/drivers/redis"
+import { memoryDriver } from "bentocache/drivers/memory"
+import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
 import { Redis } from "ioredis"
 import { redisUrl } from "../environment.ts"
 import type { Peer } from "../peer.ts"
 
-export const makeBentocachePeer = async (prefix: string): Promise<Peer> => {
+export interface BentocacheOptions {
+  readonly tiered?: boolean | undefined
+  readonly tagged?: boolean | undefined
+}
+
+export const makeBentocachePeer = async (prefix: string, options: BentocacheOptions = {}): Promise<Peer> => {
   const connection = new Redis(redisUrl)
-  const bento = new BentoCache({
-    default: "redis",
-    stores: { redis: bentostore().useL2Layer(redisDriver({ connection, prefix })) }
-  })
+  const l2 = redisDriver({ connection, prefix })
+  const store =
+    options.tiered === true
+      ? bentostore()
+          .useL1Layer(memoryDriver({ maxSize: "200mb" }))
+          .useL2Layer(l2)
+          .useBus(redisBusDriver({ connection }))
+      : bentostore().useL2Layer(l2)
+  // The store name is part of the bus channel: one per prefix keeps concurrent runs apart (the processes of one
+  // run share the prefix, so they share the channel).
+  const name = `cache:${prefix}`
+  const bento = new BentoCache({ default: name, stores: { [name]: store } })
+  const tagged = options.tagged === true
   return {
-    name: "bentocache (L2 only)",
+    name:
+      options.tiered === true ? "bentocache (L1+L2+bus)" : tagged ? "bentocache (L2, 1 tag)" : "bentocache (L2 only)",
     prefix,
-    getOrSet: (id, load) => bento.getOrSet({ key: `user:${id}`, factory: load, ttl: "1h" }),
+    getOrSet: (id, load) =>
+      tagged
+        ? bento.getOrSet({ key: `user:${id}`, factory: load, ttl: "1h", tags: [`user-row:${id}`] })
+        : bento.getOrSet({ key: `user:${id}`, factory: load, ttl: "1h" }),
     close: async () => {
       await bento.disconnectAll()
       connection.disconnect()
