@@ -197,7 +197,8 @@ export class CacheStore extends Context.Service<
     /**
      * Asks for the lease of `key` for `token` (for `leaseMillis`), given what the lookup saw: `keep` leaves a
      * stale value in place for others to serve while the lease holder refreshes it; `replace` drops whatever
-     * unusable value was seen. Creates stamps for sets that had none.
+     * unusable value was seen. Creates stamps for sets that had none, to live as long as an entry of
+     * `lifeMillis` could need them (`undefined`: for ever); a release drops them again.
      */
     readonly lease: (
       key: string,
@@ -205,11 +206,13 @@ export class CacheStore extends Context.Service<
       sets: Sets,
       view: View,
       intent: "keep" | "replace",
-      leaseMillis: number
+      leaseMillis: number,
+      lifeMillis?: number | undefined
     ) => Effect.Effect<Leasing, CacheStoreError>
     /**
-     * Stores a loaded value if `token` still holds the lease (and, where the store can check it atomically, the
-     * recorded stamps are still current); returns whether it was stored. Releases the lease either way.
+     * Stores a loaded value if `token` still holds the lease; returns whether it was stored. The value is
+     * served only while the stamps it recorded are current: one filled after an invalidation of its sets is dead
+     * on arrival (never served, replaced by the next lease).
      */
     readonly fill: (
       key: string,

@@ -241,7 +241,8 @@ const refreshInBackground = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View
         call.sets,
         view,
         "keep",
-        call.timing.leaseMillis
+        call.timing.leaseMillis,
+        call.timing.lifeMillis
       )
       if (leasing._tag === "Leased") yield* loadAndFill({ ...call, strict: false }, token, leasing)
     }).pipe(
@@ -392,7 +393,15 @@ const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0):
     return Effect.flatMap(
       attempt(
         call,
-        call.store.lease(call.instance.key, token, call.sets, view, "replace", call.timing.leaseMillis),
+        call.store.lease(
+          call.instance.key,
+          token,
+          call.sets,
+          view,
+          "replace",
+          call.timing.leaseMillis,
+          call.timing.lifeMillis
+        ),
         Effect.succeed(undefined)
       ),
       (leasing): Result<A, E> => {

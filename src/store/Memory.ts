@@ -29,6 +29,8 @@ import * as Protocol from "../internal/protocol.ts"
 export interface MemoryOptions {
   /** The most entries kept; the least recently used go first (default 10,000). */
   readonly maxEntries?: number | undefined
+  /** Overrides `CachemeConfig`'s prefix (shown by the admin; the store keeps its keys to itself). */
+  readonly prefix?: string | undefined
 }
 
 /** A key with its expiry (millis since the epoch; `Infinity`: none). */
@@ -45,7 +47,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       return yield* Effect.die(new Error(`layerMemory: maxEntries must be a whole number above 0, got ${maxEntries}`))
     }
-    const { prefix } = yield* CachemeConfig
+    const prefix = options.prefix ?? (yield* CachemeConfig).prefix
     const scope = yield* Effect.scope
     const entries = new Map<string, Slot>()
     const stamps = new Map<string, Slot>()
@@ -99,7 +101,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       sets: Sets,
       view: View,
       intent: "keep" | "replace",
-      leaseMillis: number
+      leaseMillis: number,
+      lifeMillis?: number | undefined
     ) =>
       withClock((now): Leasing => {
         const take = (): Leasing => {
@@ -111,7 +114,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             created.push(seen === null)
             if (seen !== null) return seen
             const fresh = Protocol.newStamp()
-            stamps.set(set, { value: fresh, expiresAt: now + leaseMillis })
+            const expiresAt =
+              isTagSet(set) || lifeMillis === undefined
+                ? Number.POSITIVE_INFINITY
+                : now + Protocol.stampLifeMillis(lifeMillis)
+            stamps.set(set, { value: fresh, expiresAt })
             return fresh
           })
           return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }
@@ -157,16 +164,12 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       token: string,
       sets: Sets,
       recorded: ReadonlyArray<string>,
-      created: ReadonlyArray<boolean>,
+      _created: ReadonlyArray<boolean>,
       value: Fill
     ) =>
       withClock((now) => {
         const current = record(key, now)
         if (current === undefined || Protocol.parse(current)._tag === "Foreign" || holderOf(current) !== token) {
-          return false
-        }
-        if (sets.names.some((set, i) => stamp(set, now) !== recorded[i])) {
-          dropLease(key, token, now)
           return false
         }
         setEntry(
@@ -181,12 +184,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         )
         const score = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
         const member = Protocol.indexMember(token, key)
-        sets.names.forEach((set, i) => {
-          if (created[i]) {
-            const slot = stamps.get(set)!
-            slot.expiresAt =
-              isTagSet(set) || value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + 2 * value.lifeMillis
-          }
+        sets.names.forEach((set) => {
           let index = indexes.get(set)
           if (index === undefined) {
             index = new Map()
@@ -408,7 +406,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     return {
       kind: "memory",
       prefix,
-      prefixSource: "settings",
+      prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.

@@ -187,7 +187,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       sets: Sets,
       view: View,
       intent: "keep" | "replace",
-      leaseMillis: number
+      leaseMillis: number,
+      lifeMillis?: number | undefined
     ) =>
       run(
         "lease",
@@ -197,11 +198,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           const stampWrites = view.stamps.map((stamp, i) => {
             if (stamp !== null && !Protocol.isHold(stamp)) return { stamp, created: false }
             const fresh = Protocol.newStamp()
-            return client
-              .call("SET", stampKey(sets.names[i]!), fresh, "PX", leaseMillis, "NX", "GET")
-              .then((before) =>
-                before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
-              )
+            const set = sets.names[i]!
+            const write =
+              isTagSet(set) || lifeMillis === undefined
+                ? client.call("SET", stampKey(set), fresh, "NX", "GET")
+                : client.call("SET", stampKey(set), fresh, "PX", Protocol.stampLifeMillis(lifeMillis), "NX", "GET")
+            return write.then((before) =>
+              before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
+            )
           })
           const record = Protocol.leaseRecord(token)
           const viaScript = () =>
@@ -241,17 +245,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         releaseLate(key, token)
       )
 
-    const stampLife = (set: string, lifeMillis: number | undefined): string =>
-      // Tags are few and shared by many entries: their stamps live for ever. A group's stamp made by this load
-      // lives as long as this entry could twice over (a later entry of the group may then find it gone: a miss).
-      isTagSet(set) || lifeMillis === undefined ? "p" : String(2 * lifeMillis)
-
     const fill = (
       key: string,
       token: string,
       sets: Sets,
       stamps: ReadonlyArray<string>,
-      created: ReadonlyArray<boolean>,
+      _created: ReadonlyArray<boolean>,
       value: Fill
     ) =>
       run("fill", async () => {
@@ -265,42 +264,21 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         const life = value.lifeMillis ?? -1
         const score = value.lifeMillis === undefined ? "+inf" : String(now + value.lifeMillis)
         const member = Protocol.indexMember(token, key)
-        const lives = sets.names.map((set, i) => (created[i] ? stampLife(set, value.lifeMillis) : ""))
         const prune = fills++ % pruneEvery === 0 ? "1" : "0"
-        const n = sets.names.length
         if (!isCluster) {
-          const reply = await scripts.cachemeFill!(
-            1 + 2 * n,
-            entryKey(key),
-            ...sets.names.map(stampKey),
-            ...sets.names.map(indexKey),
-            token,
-            record,
-            life,
-            n,
-            ...stamps,
-            ...lives,
-            score,
-            member,
-            prune,
-            now
-          )
+          const indexes = sets.names.map(indexKey)
+          const args = [token, record, life, indexes.length, score, member, prune, now]
+          const reply = await scripts.cachemeFill!(1 + indexes.length, entryKey(key), ...indexes, ...args)
           return reply === Scripts.FillReply.Stored
         }
-        // A Cluster spreads the keys over slots: the fill goes alone, the stamps and indexes beside it. It cannot
-        // check the stamps atomically: a value stored under a stamp that changed meanwhile is never served.
-        const stored = scripts.cachemeFill!(1, entryKey(key), token, record, life, 0, score, member, prune, now)
-        const reply = await stored
+        // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it.
+        const reply = await scripts.cachemeFill!(1, entryKey(key), token, record, life, 0, score, member, prune, now)
         if (reply !== Scripts.FillReply.Stored) return false
         await Promise.all(
-          sets.names.flatMap((set, i) => {
-            const writes: Array<Promise<unknown>> = []
-            if (lives[i] === "p") writes.push(client.persist(stampKey(set)))
-            else if (lives[i] !== "") writes.push(client.pexpire(stampKey(set), Number(lives[i])))
-            if (prune === "1") writes.push(client.zremrangebyscore(indexKey(set), "-inf", `(${now}`))
-            writes.push(client.zadd(indexKey(set), score, member))
-            return writes
-          })
+          sets.names.flatMap((set) => [
+            ...(prune === "1" ? [client.zremrangebyscore(indexKey(set), "-inf", `(${now}`)] : []),
+            client.zadd(indexKey(set), score, member)
+          ])
         )
         return true
       })

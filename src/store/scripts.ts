@@ -107,45 +107,23 @@ return {${LeaseReply.Leased}}`
 )
 
 /** Reply codes of `fill`. */
-export const FillReply = { Lost: 0, Stored: 1, Refused: 2 } as const
+export const FillReply = { Lost: 0, Stored: 1 } as const
 
 /**
- * KEYS[1] entry, then (single Redis) n stamps and n indexes; ARGV token, record, lifeMillis (-1: for ever), n,
- * n recorded stamps, n stamp lifetimes ("" keep, "p" persist, millis), index score, index member, prune ("1":
- * drop index members whose life is over, scored below ARGV now), now -> 0 lost (the lease is not ours) | 1
- * stored | 2 refused (a set was invalidated or held since the lookup; the lease is released).
+ * KEYS[1] entry, then (single Redis) the n indexes of its sets; ARGV token, record, lifeMillis (-1: for ever), n,
+ * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now -> 0 lost (the
+ * lease is not ours) | 1 stored.
  */
 export const fill = script<number>(
   "cachemeFill",
   undefined,
   `local rec = redis.pcall('GET', KEYS[1])
 if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return ${FillReply.Lost} end
-local n = tonumber(ARGV[4])
-if n > 0 then
-  local current = redis.call('MGET', unpack(KEYS, 2, n + 1))
-  for i = 1, n do
-    if current[i] ~= ARGV[4 + i] then
-      if ${stateOf("rec")} == 'L' then
-        redis.call('DEL', KEYS[1])
-      else
-        redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ${noLease})
-      end
-      return ${FillReply.Refused}
-    end
-  end
-end
 local life = tonumber(ARGV[3])
 if life >= 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', life) else redis.call('SET', KEYS[1], ARGV[2]) end
-local score = ARGV[5 + 2 * n]
-local member = ARGV[6 + 2 * n]
-local prune = ARGV[7 + 2 * n]
-for i = 1, n do
-  local keep = ARGV[4 + n + i]
-  if keep == 'p' then redis.call('PERSIST', KEYS[1 + i])
-  elseif keep ~= '' then redis.call('PEXPIRE', KEYS[1 + i], keep) end
-  local index = KEYS[1 + n + i]
-  if prune == '1' then redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. ARGV[8 + 2 * n]) end
-  redis.call('ZADD', index, score, member)
+for i = 2, #KEYS do
+  if ARGV[7] == '1' then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[6])
 end
 return ${FillReply.Stored}`
 )

@@ -5,7 +5,7 @@
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { HttpServer } from "effect/http"
 import { Admin, History } from "../../src/admin/index.ts"
-import { CachemeConfig, CacheStore, Memo } from "../../src/index.ts"
+import { CacheStore, Memo } from "../../src/index.ts"
 import { deleteRedisPrefix, Redis } from "../support/services.ts"
 import { NoteNode, User, UserNode, xssKeySlug, xssValue } from "./fixtures/nodes.ts"
 
@@ -29,9 +29,7 @@ const uniquePrefix = () => `cmadmin${Math.random().toString(36).slice(2, 8)}:`
 export const cleanRedis = (prefix: string) => deleteRedisPrefix(prefix)
 
 export const storeLayer = (kind: StoreKind, prefix: string): Layer.Layer<CacheStore.CacheStore> =>
-  kind === "memory"
-    ? CacheStore.layerMemory().pipe(Layer.provide(CachemeConfig.layer({ prefix }).pipe(Layer.orDie)))
-    : CacheStore.layerRedis({ url: Redis.url, prefix })
+  kind === "memory" ? CacheStore.layerMemory({ prefix }) : CacheStore.layerRedis({ url: Redis.url, prefix })
 
 /** Starts an admin on 127.0.0.1, port 0. */
 export const startAdmin = async (
