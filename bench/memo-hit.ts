@@ -32,6 +32,7 @@ import {
 } from "./environment.ts"
 import { KEYS, makeUser, UserNode } from "./fixture.ts"
 import * as H from "./harness.ts"
+import * as Protocol from "../src/internal/protocol.ts"
 
 const ROUNDS = 12
 const WARMUP_MS = 2000
@@ -55,13 +56,16 @@ await runtime.context()
 
 const bare = (i: number) => client.get(bareKeys[i]!).then((raw) => JSON.parse(raw!))
 
-// The store registered its scripts on our client with `defineCommand`; call the read script directly.
-const readScript = (client as unknown as { cachemeRead: (key: string, token: string, lease: number) => Promise<any> })
-  .cachemeRead
+// The store's own lookup without Effect: one MGET of the entry and its tag's stamp, the record judged against the
+// stamp, the value's stamp checked, JSON.parse and the Schema decode.
+const sets = CacheStore.sets([`t:${UserNode.name}`])
+const stampKeys = sets.names.map((set) => Protocol.stampKey(prefix, set))
 const decodeUser = Schema.decodeUnknownExit(UserNode.codec)
-const scriptAndDecode = (i: number) =>
-  readScript.call(client, entryKeys[i]!, "bench-token", 30_000).then((reply: [number, string]) => {
-    const raw = reply[1]
+const lookupAndDecode = (i: number) =>
+  client.mget(entryKeys[i]!, ...stampKeys).then((replies) => {
+    const found = Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now())
+    if (found._tag !== "Hit") throw new Error(`not a hit: ${found._tag}`)
+    const raw = found.value
     const newline = raw.indexOf("\n")
     if (raw.slice(0, newline) !== UserNode.stamp) throw new Error("stamp mismatch")
     return decodeUser(JSON.parse(raw.slice(newline + 1)))
@@ -95,7 +99,7 @@ const variants = (mode: Mode): ReadonlyArray<H.Variant> => {
       : () => runtime.runPromise(H.concurrentEffect(op, CALLERS, PER_CALLER))
   return [
     { name: "bare GET+parse", run: promiseRound(bare) },
-    { name: "script+decode, no Effect", run: promiseRound(scriptAndDecode) },
+    { name: "lookup+decode, no Effect", run: promiseRound(lookupAndDecode) },
     { name: "bare in Effect, runPromise/call", run: promiseRound((i) => runtime.runPromise(bareEffect(i))) },
     { name: "bare in Effect, one program", run: programRound(bareEffect) },
     { name: "Memo.cached, runPromise/call", run: promiseRound((i) => runtime.runPromise(memo(i))) },

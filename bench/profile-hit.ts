@@ -17,6 +17,7 @@ import { Redis } from "ioredis"
 import { CachemeConfig, CacheStore, Memo } from "../src/index.ts"
 import { deleteByPrefix, redisUrl } from "./environment.ts"
 import { KEYS, makeUser, UserNode } from "./fixture.ts"
+import * as Protocol from "../src/internal/protocol.ts"
 
 const mode = process.argv[2] === "redis" ? "redis" : "fake"
 const seconds = Number(process.argv[3] ?? 6)
@@ -25,12 +26,20 @@ const users = Array.from({ length: KEYS }, (_, id) => makeUser(id))
 const stored = users.map((user) => `${UserNode.stamp}\n${JSON.stringify(user)}`)
 const json = users.map((user) => JSON.stringify(user))
 
-/** Answers the store's read script (and a plain HMGET, should the store use one) from memory. */
+/** Answers the store's lookup (an MGET of the entry and its tag's stamp) from memory. */
+const stamp = "benchstamp1"
+const records = stored.map((value) =>
+  Protocol.valueRecord(undefined, {
+    fillToken: Protocol.fixedToken("bench"),
+    setsJson: JSON.stringify([`t:${UserNode.name}`]),
+    stamps: stamp,
+    value
+  })
+)
 const idOf = (key: string) => Number(key.slice(key.lastIndexOf(":") + 1))
 const fakeClient = {
   defineCommand: () => {},
-  cachemeRead: (key: string) => Promise.resolve([1, stored[idOf(key)]]),
-  hmget: (key: string) => Promise.resolve([stored[idOf(key)], "0"]),
+  mget: (key: string) => Promise.resolve([records[idOf(key)], stamp]),
   get: (key: string) => Promise.resolve(json[idOf(key)])
 }
 const client = mode === "redis" ? new Redis(redisUrl) : (fakeClient as unknown as Redis)

@@ -105,21 +105,27 @@ const computeTiming = (node: Node.Node, settings: Settings): Timing => {
   }
 }
 
-const setsByInstance = new WeakMap<Node.Instance, CacheStore.Sets>()
+const tagSetsByNode = new WeakMap<Node.Node, CacheStore.Sets>()
 
-/** The sets (tags and groups) of an entry, in a fixed order; computed once per instance. */
+/**
+ * The sets (tags and groups) of an entry, in a fixed order. An entry without groups has its node's tag sets,
+ * made once per node: the same value on every call, so the store can cache what it derives from it.
+ */
 const setsOf = (instance: Node.Instance): CacheStore.Sets => {
-  let sets = setsByInstance.get(instance)
-  if (sets === undefined) {
-    const names = new Set<string>(instance.node.tags.map(tagSet))
-    for (const group of instance.groups) {
-      names.add(groupSet(group.key))
-      for (const tag of group.group.tags) names.add(tagSet(tag))
+  if (instance.groups.length === 0) {
+    let sets = tagSetsByNode.get(instance.node)
+    if (sets === undefined) {
+      sets = CacheStore.sets([...new Set(instance.node.tags.map(tagSet))])
+      tagSetsByNode.set(instance.node, sets)
     }
-    sets = CacheStore.sets([...names])
-    setsByInstance.set(instance, sets)
+    return sets
   }
-  return sets
+  const names = new Set<string>(instance.node.tags.map(tagSet))
+  for (const group of instance.groups) {
+    names.add(groupSet(group.key))
+    for (const tag of group.group.tags) names.add(tagSet(tag))
+  }
+  return CacheStore.sets([...names])
 }
 
 interface Call<A, E, R> {

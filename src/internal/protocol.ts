@@ -251,10 +251,49 @@ export type Freshness =
   | { readonly _tag: "Dead" }
 
 /**
+ * The hit path: the value of `record` if it is a fresh value whose recorded sets and stamps are exactly `setsJson`
+ * and `stamps`, compared in place (no parsing, no allocation but the value); `undefined` for anything else,
+ * which {@link judge} then looks at in full.
+ */
+export const freshValue = (
+  record: string | null,
+  setsJson: string,
+  stamps: ReadonlyArray<string | null>,
+  now: number
+): string | undefined => {
+  if (record === null || record.charCodeAt(offsets.format) !== 50 || record.charCodeAt(offsets.state) !== 86) {
+    return undefined
+  }
+  if (!record.startsWith(zeros13, offsets.freshUntil)) {
+    const freshUntil = Number(record.slice(offsets.freshUntil, offsets.body))
+    if (!(freshUntil > now)) return undefined
+  }
+  const fillEnd = record.indexOf("\n", offsets.body)
+  if (fillEnd === -1 || !record.startsWith(setsJson, fillEnd + 1)) return undefined
+  let at = fillEnd + 1 + setsJson.length
+  if (record.charCodeAt(at) !== 10) return undefined
+  at++
+  for (let i = 0; i < stamps.length; i++) {
+    const stamp = stamps[i]
+    if (stamp === null || stamp === undefined || !record.startsWith(stamp, at)) return undefined
+    at += stamp.length
+    if (record.charCodeAt(at) !== (i === stamps.length - 1 ? 10 : 44)) return undefined
+    at++
+  }
+  if (stamps.length === 0) {
+    if (record.charCodeAt(at) !== 10) return undefined
+    at++
+  }
+  return record.slice(at)
+}
+
+/**
  * Judges what a lookup read: the record at the key and the current stamps of the entry's sets. Shared by both
  * stores (the in-process one stores the same records).
  */
 export const judge = (record: string | null, sets: Sets, stamps: ReadonlyArray<string | null>, now: number): Lookup => {
+  const fresh = freshValue(record, sets.json, stamps, now)
+  if (fresh !== undefined) return { _tag: "Hit", value: fresh }
   const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
   if (record === null) return { _tag: "Miss", view: { stamps, seen: "", present: false, holder: undefined, held } }
   const parsed = parse(record)

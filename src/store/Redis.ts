@@ -170,11 +170,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const getMany = (keys: ReadonlyArray<string>): Promise<Array<string | null>> =>
       isCluster ? Promise.all(keys.map((key) => client.get(key))) : client.mget(...keys)
 
+    // The stamp keys of a set list, made once per list (Memo keeps one list per node instance).
+    const stampKeysBySets = new WeakMap<Sets, ReadonlyArray<string>>()
+    const stampKeysOf = (sets: Sets) => {
+      let keys = stampKeysBySets.get(sets)
+      if (keys === undefined) {
+        keys = sets.names.map(stampKey)
+        stampKeysBySets.set(sets, keys)
+      }
+      return keys
+    }
+
     const lookup = (key: string, sets: Sets): Effect.Effect<Lookup, CacheStoreError> =>
       run("lookup", () =>
         sets.names.length === 0
           ? client.get(entryKey(key)).then((record) => [record])
-          : getMany([entryKey(key), ...sets.names.map(stampKey)])
+          : getMany([entryKey(key), ...stampKeysOf(sets)])
       ).pipe(Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now())))
 
     const releaseLate = (key: string, token: string) => (leasing: Leasing) => {
