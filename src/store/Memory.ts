@@ -138,7 +138,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             if (parsed.leaseUntil > now && parsed.leaseUntil <= now + leaseMillis) {
               return { _tag: "Busy", holder: parsed.holder! }
             }
-            if (intent === "replace") return take()
+            if (intent === "replace") {
+              // A dead value is replaced: its members leave the indexes.
+              leaveIndexes(key, parsed.body)
+              return take()
+            }
             setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0") + token)
             slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
             const created = view.stamps.map(() => false)

@@ -223,7 +223,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             scripts.cachemeLease!(entryKey(key), token, leaseMillis, view.seen, intent, record) as Promise<
               [number, string?]
             >
-          const entry: Promise<[number, string?]> = view.present
+          const entry: Promise<[number, string?, string?]> = view.present
             ? viaScript()
             : client.call("SET", entryKey(key), record, "PX", leaseMillis, "NX", "GET").then(
                 (before) => {
@@ -239,6 +239,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           const [reply, made] = await Promise.all([entry, Promise.all(stampWrites)])
           switch (reply[0]) {
             case Scripts.LeaseReply.Leased: {
+              // A dead value was replaced: its members leave the indexes (a live one is never replaced).
+              if (reply[1] !== undefined && reply[2] !== undefined) await Promise.all(leaveIndexes(key, reply[1], reply[2]))
               const stamps = made.map((write) => write.stamp)
               return {
                 _tag: "Leased",

@@ -45,13 +45,6 @@ if type(rec) == 'table' then
   rec = false
 end`
 
-/** The fill token of value record `rec`. */
-const fillTokenOf = `local function fillToken(rec)
-  local nl = string.find(rec, '\\n', ${lua.body}, true)
-  if not nl then return '' end
-  return string.sub(rec, ${lua.body}, nl - 1)
-end`
-
 /** `fields(rec)`: fill token, sets JSON and stamps of value record `rec`. */
 const fieldsOf = `local function fields(rec)
   local a = string.find(rec, '\\n', ${lua.body}, true)
@@ -72,12 +65,13 @@ export const LeaseReply = { Leased: 1, Busy: 2, Changed: 3 } as const
 
 /**
  * KEYS[1] entry; ARGV token, leaseMillis, seen (fill token of the value the lookup saw, "" none), intent
- * (`keep` | `replace`), lease record -> {1} leased | {2, holder} busy | {3} changed.
+ * (`keep` | `replace`), lease record -> {1} leased | {1, fill token, sets JSON} leased over a value it replaced
+ * (its index members are to go) | {2, holder} busy | {3} changed.
  *
  * A lease is live only while its remaining time is at most `leaseMillis`: a lease with no expiry or a far one
  * (forged, or left by a bug) is taken over.
  */
-export const lease = script<[number, string?]>(
+export const lease = script<[number, string?, string?]>(
   "cachemeLease",
   1,
   `${readRecord}
@@ -94,12 +88,16 @@ if state == 'L' then
   return take()
 end
 if state ~= 'V' and state ~= 'S' then return take() end
-${fillTokenOf}
-if fillToken(rec) ~= ARGV[3] then return {${LeaseReply.Changed}} end
+${fieldsOf}
+local fill, sets = fields(rec)
+if (fill or '') ~= ARGV[3] then return {${LeaseReply.Changed}} end
 ${now}
 local leaseUntil = tonumber(string.sub(rec, ${lua.leaseUntil}, ${lua.leaseToken - 1})) or 0
 if leaseUntil > now and leaseUntil <= now + lease then return {${LeaseReply.Busy}, ${holderOf("rec")}} end
-if ARGV[4] == 'replace' then return take() end
+if ARGV[4] == 'replace' then
+  take()
+  return {${LeaseReply.Leased}, fill, sets}
+end
 redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, string.format('%013d', now + lease) .. ARGV[1])
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl >= 0 and pttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end

@@ -264,6 +264,26 @@ export const storeContract = (backend: Backend) =>
     )
 
     test(
+      "a value filled after its set was invalidated is dead on arrival, and leaves the indexes when it is replaced",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const on = sets("g:x", "t:n")
+        yield* put("warm", "w", on.names)
+        const leasing = yield* leaseMiss(store, "k", "t1", on)
+        if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
+        assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 1)
+        yield* store.fill("k", "t1", on, leasing.stamps, leasing.created, fill("read before the invalidation"))
+        assert.isAtMost(yield* store.setSize("t:n"), 1)
+        const again = yield* leaseMiss(store, "k", "t2", on)
+        if (again._tag !== "Leased") return assert.fail(again._tag)
+        assert.strictEqual(yield* store.setSize("t:n"), 0)
+        assert.isTrue(yield* store.fill("k", "t2", on, again.stamps, again.created, fill("fresh")))
+        assert.strictEqual(yield* store.setSize("t:n"), 1)
+        assert.deepStrictEqual(yield* store.lookup("k", on), { _tag: "Hit", value: "fresh" })
+      })
+    )
+
+    test(
       "soft set invalidation keeps values as stale; a later hard one removes them",
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
