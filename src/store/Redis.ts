@@ -240,7 +240,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           switch (reply[0]) {
             case Scripts.LeaseReply.Leased: {
               // A dead value was replaced: its members leave the indexes (a live one is never replaced).
-              if (reply[1] !== undefined && reply[2] !== undefined) await Promise.all(leaveIndexes(key, reply[1], reply[2]))
+              if (reply[1] !== undefined && reply[2] !== undefined)
+                await Promise.all(leaveIndexes(key, reply[1], reply[2]))
               const stamps = made.map((write) => write.stamp)
               return {
                 _tag: "Leased",
@@ -516,6 +517,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         await client.zremrangebyscore(indexKey(set), "-inf", `(${Date.now()}`)
         return client.zcard(indexKey(set))
       })
+
+    // Every key of the protocol may be evicted safely (an eviction only turns a hit into a miss); say so when
+    // Redis may evict any key, since counts then miss what was evicted. Never blocks the layer.
+    yield* Effect.forkIn(
+      Effect.tryPromise(() => client.config("GET", "maxmemory-policy") as Promise<Array<string>>).pipe(
+        Effect.flatMap((reply) =>
+          typeof reply?.[1] === "string" && reply[1].startsWith("allkeys-")
+            ? Effect.logInfo(
+                `effect-cacheme: Redis evicts any key (maxmemory-policy ${reply[1]}): values stay correct (an evicted entry, stamp or index only turns hits into misses), but invalidation counts and the admin's key counts leave out what was evicted`
+              )
+            : Effect.void
+        ),
+        Effect.ignore
+      ),
+      scope
+    )
 
     const ping = run("ping", async () => {
       const start = performance.now()
