@@ -81,7 +81,10 @@ const listener = (mode: "sync" | "async") =>
   )
 
 // As the store opens its own client from a URL: auto-pipelining on (CACHEME_BENCH_AUTOPIPELINING=0 turns it off).
-const redis = new Redis(redisUrl, { enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING !== "0" })
+const redis = new Redis(redisUrl, {
+  enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING !== "0",
+  autoResendUnfulfilledCommands: false
+})
 const store = CacheStore.layerRedis({ client: redis, prefix }).pipe(
   Layer.provideMerge(CachemeConfig.layer({ prefix })),
   Layer.orDie

@@ -41,7 +41,7 @@ const CALLERS = 100
 const PER_CALLER = 30
 const TARGET = 1.3
 
-const client = new Redis(redisUrl)
+const client = new Redis(redisUrl, { autoResendUnfulfilledCommands: false })
 const prefix = `bench:memo-hit:${process.pid}:`
 const users = Array.from({ length: KEYS }, (_, id) => makeUser(id))
 const bareKeys = users.map((user) => `${prefix}bare:${user.id}`)

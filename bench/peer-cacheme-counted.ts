@@ -39,7 +39,10 @@ export interface CachemeOptions {
 }
 
 export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOptions = {}): Promise<Peer> => {
-  const client = new Redis(redisUrl, { enableAutoPipelining: options.autoPipelining ?? false })
+  const client = new Redis(redisUrl, {
+    enableAutoPipelining: options.autoPipelining ?? false,
+    autoResendUnfulfilledCommands: false
+  })
   const runtime = ManagedRuntime.make(
     CacheStore.layerRedis({ client, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie)
   )

@@ -11,7 +11,7 @@ import { UserNode } from "./fixture.ts"
 import type { Peer } from "./peer.ts"
 
 export const makeCachemePeer = async (prefix: string): Promise<Peer> => {
-  const client = new Redis(redisUrl)
+  const client = new Redis(redisUrl, { autoResendUnfulfilledCommands: false })
   const runtime = ManagedRuntime.make(
     CacheStore.layerRedis({ client, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie)
   )

@@ -42,7 +42,8 @@ const fakeClient = {
   mget: (key: string) => Promise.resolve([records[idOf(key)], stamp]),
   get: (key: string) => Promise.resolve(json[idOf(key)])
 }
-const client = mode === "redis" ? new Redis(redisUrl) : (fakeClient as unknown as Redis)
+const client =
+  mode === "redis" ? new Redis(redisUrl, { autoResendUnfulfilledCommands: false }) : (fakeClient as unknown as Redis)
 
 const runtime = ManagedRuntime.make(
   CacheStore.layerRedis({ client, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie)

@@ -43,7 +43,7 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: Array<unknown>) 
   return result
 } as typeof pg.Client.prototype.query
 
-const redis = new Redis(redisUrl)
+const redis = new Redis(redisUrl, { autoResendUnfulfilledCommands: false })
 const sendCommand = redis.sendCommand.bind(redis)
 redis.sendCommand = ((command: { name: string; promise: Promise<unknown> }, stream?: unknown) => {
   const name = numbered(command.name)

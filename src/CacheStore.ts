@@ -192,8 +192,15 @@ export class CacheStore extends Context.Service<
     readonly prefixSource: "settings" | "option"
     /** The scope of the store's layer: background refreshes are forked into it and end with it. */
     readonly scope: Scope.Scope
-    /** Reads `key` and the stamps of its sets, and judges the value: one round trip, no write. */
-    readonly lookup: (key: string, sets: Sets) => Effect.Effect<Lookup, CacheStoreError>
+    /**
+     * Reads `key` and the stamps of its sets, and judges the value: one round trip, no write. A refresh lease
+     * further away than `leaseMillis` (forged, or left by a bug) is not reported as held.
+     */
+    readonly lookup: (
+      key: string,
+      sets: Sets,
+      leaseMillis?: number | undefined
+    ) => Effect.Effect<Lookup, CacheStoreError>
     /**
      * Asks for the lease of `key` for `token` (for `leaseMillis`), given what the lookup saw: `keep` leaves a
      * stale value in place for others to serve while the lease holder refreshes it; `replace` drops whatever

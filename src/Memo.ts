@@ -284,7 +284,11 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
   Effect.suspend(() => {
     const request = ++requests
     return Effect.flatMap(
-      attempt(call, call.store.lookup(call.instance.key, call.sets), Effect.succeed(undefined)),
+      attempt(
+        call,
+        call.store.lookup(call.instance.key, call.sets, call.timing.leaseMillis),
+        Effect.succeed(undefined)
+      ),
       (lookup): Effect.Effect<Step<A>, never, R> => {
         if (lookup === undefined) return Effect.succeed({ _tag: "StoreDown" })
         const source: Source = { request, token: undefined, stamps: undefined }
@@ -390,9 +394,14 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, request
     )
   })
 
-/** The leader's path after a miss: take the lease and load, or wait for the caller that holds it. */
-const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0): Result<A, E> => {
-  if (view.holder !== undefined) return waitForHerd(call)
+/**
+ * The leader's path after a miss: take the lease and load, or wait for the caller that holds it. After waiting
+ * (`waited`), the lease is asked for whatever the lookup said: the store takes over a lease that is not live
+ * (expired, or further away than `leaseTtl`: forged or left by a bug), and only a live one makes this caller
+ * load without storing.
+ */
+const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0, waited = false): Result<A, E> => {
+  if (view.holder !== undefined && !waited) return waitForHerd(call, view)
   return Effect.suspend(() => {
     const token = newToken()
     const request = ++requests
@@ -414,14 +423,18 @@ const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0):
         if (leasing === undefined) return loadOnly(call)
         switch (leasing._tag) {
           case "Leased": {
-            const source: Source = { request, token, stamps: view.stamps }
+            // What this load records (the stamps its lease made included). A load under a hold may read rows a
+            // write is committing: nobody may join it on the strength of its lease.
+            const source: Source = leasing.held
+              ? { request, token: undefined, stamps: undefined }
+              : { request, token, stamps: leasing.stamps }
             return Effect.andThen(
               call.metrics.miss,
               Effect.map(loadAndFill(call, token, leasing), (value) => ({ value, source }))
             )
           }
           case "Busy":
-            return waitForHerd(call)
+            return waited ? loadOnly(call) : waitForHerd(call, view)
           case "Changed":
             return changes < 2 ? relook(call, changes + 1) : loadOnly(call)
         }
@@ -445,13 +458,14 @@ const relook = <A, E, R>(call: Call<A, E, R>, changes: number): Result<A, E> =>
 
 /**
  * Waits for another caller's load: looks up again on the herd schedule; when the value appears it is served,
- * when the lease is gone this caller takes it, and when waiting runs out it loads without storing.
+ * when the lease is gone this caller takes it, and when waiting runs out it asks for the lease once more (a lease
+ * that is not live is taken over) and otherwise loads without storing.
  */
-const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> => {
+const waitForHerd = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View): Result<A, E> => {
   const { herdRetryCount, herdRetryInterval } = call.settings
-  const poll = (left: number): Result<A, E> =>
+  const poll = (left: number, last: CacheStore.View): Result<A, E> =>
     left <= 0
-      ? loadOnly(call)
+      ? lead(call, last, 0, true)
       : Effect.andThen(
           Effect.sleep(herdRetryInterval),
           Effect.flatMap(look(call), (step): Result<A, E> => {
@@ -459,13 +473,13 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> => {
               case "Done":
                 return Effect.succeed(step.served)
               case "Miss":
-                return step.view.holder !== undefined ? poll(left - 1) : lead(call, step.view)
+                return step.view.holder !== undefined ? poll(left - 1, step.view) : lead(call, step.view)
               default:
                 return loadOnly(call)
             }
           })
         )
-  return Effect.andThen(call.metrics.herdWait, poll(herdRetryCount))
+  return Effect.andThen(call.metrics.herdWait, poll(herdRetryCount, view))
 }
 
 const run = <A, E, R>(

@@ -172,7 +172,7 @@ for (const backend of backends) {
         const store = yield* CacheStore.CacheStore
         // Another process holds the lease and never finishes.
         assert.strictEqual(
-          (yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "elsewhere", [], 60_000))._tag,
+          (yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "elsewhere", [], 20_000))._tag,
           "Leased"
         )
         yield* Ref.set(reads, 0)
@@ -187,7 +187,7 @@ for (const backend of backends) {
         assert.strictEqual(yield* Ref.get(reads), 6)
         assert.strictEqual((yield* Metrics.stats(name)).herdWaits, 1)
         // Without the lease, the value was not stored: the holder's lease is intact.
-        assert.strictEqual((yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "t", [], 60_000))._tag, "Busy")
+        assert.strictEqual((yield* leaseAs(store, HerdNode.make({ id: 1 }).key, "t", [], 20_000))._tag, "Busy")
       }).pipe(
         // The defaults are 5 re-reads 20 ms apart.
         Effect.provide(countingReads.pipe(Layer.provide(backend.layer())))

@@ -291,7 +291,13 @@ export const freshValue = (
  * Judges what a lookup read: the record at the key and the current stamps of the entry's sets. Shared by both
  * stores (the in-process one stores the same records).
  */
-export const judge = (record: string | null, sets: Sets, stamps: ReadonlyArray<string | null>, now: number): Lookup => {
+export const judge = (
+  record: string | null,
+  sets: Sets,
+  stamps: ReadonlyArray<string | null>,
+  now: number,
+  leaseMillis = Number.POSITIVE_INFINITY
+): Lookup => {
   const fresh = freshValue(record, sets.json, stamps, now)
   if (fresh !== undefined) return { _tag: "Hit", value: fresh }
   const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
@@ -310,7 +316,10 @@ export const judge = (record: string | null, sets: Sets, stamps: ReadonlyArray<s
         stamps,
         seen: parsed.body.fillToken,
         present: true,
-        holder: parsed.holder !== undefined && parsed.leaseUntil > now ? parsed.holder : undefined,
+        holder:
+          parsed.holder !== undefined && parsed.leaseUntil > now && parsed.leaseUntil <= now + leaseMillis
+            ? parsed.holder
+            : undefined,
         held
       }
       return check === "Dead" ? { _tag: "Miss", view } : { _tag: "Stale", value: parsed.body.value, view }

@@ -71,7 +71,13 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const setEntry = (key: string, value: string, expiresAt: number) => {
       entries.delete(key)
       entries.set(key, { value, expiresAt })
-      while (entries.size > maxEntries) entries.delete(entries.keys().next().value as string)
+      while (entries.size > maxEntries) {
+        // The least recently used goes, and with it its members in the indexes.
+        const [oldest, slot] = entries.entries().next().value as [string, Slot]
+        entries.delete(oldest)
+        const parsed = Protocol.parse(slot.value)
+        if (parsed._tag === "Value") leaveIndexes(oldest, parsed.body)
+      }
     }
 
     /** Rewrites part of a record in place, like SETRANGE, keeping its expiry. */
@@ -80,7 +86,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       slot.value = slot.value.slice(0, offset) + text + slot.value.slice(offset + text.length)
     }
 
-    const lookup = (key: string, sets: Sets) =>
+    const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined) =>
       withClock((now) => {
         const slot = liveSlot(entries, key, now)
         if (slot !== undefined) {
@@ -91,7 +97,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           slot?.value ?? null,
           sets,
           sets.names.map((set) => stamp(set, now)),
-          now
+          now,
+          leaseMillis
         )
       })
 

@@ -46,6 +46,7 @@ export type RedisOptions = (
 }
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
+type FillReply = [number, string?, string?]
 const defineCommands = (client: Redis | Cluster): Record<string, ScriptFn> => {
   for (const { name, lua, numberOfKeys } of Scripts.all) {
     if (typeof (client as any)[name] !== "function") {
@@ -69,6 +70,10 @@ const openClient = (url: string, timeoutMillis: number) =>
         // Fail commands at once while disconnected: the cache fails open instead of queueing callers.
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
+        // A command the server ran but whose reply was lost with the connection must not run a second time: a
+        // stamp creation resent after an invalidation deleted that stamp would bring the stamp (and the values
+        // recorded under it) back.
+        autoResendUnfulfilledCommands: false,
         // Commands issued in one turn of the event loop share one socket write: a write's hold and another's
         // release, concurrent callers' reads. On a busy host the socket write is most of a command's cost.
         enableAutoPipelining: true,
@@ -181,15 +186,26 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       return keys
     }
 
-    const lookup = (key: string, sets: Sets): Effect.Effect<Lookup, CacheStoreError> =>
+    const lookup = (
+      key: string,
+      sets: Sets,
+      leaseMillis?: number | undefined
+    ): Effect.Effect<Lookup, CacheStoreError> =>
       run("lookup", () =>
         sets.names.length === 0
           ? client.get(entryKey(key)).then((record) => [record])
           : getMany([entryKey(key), ...stampKeysOf(sets)])
-      ).pipe(Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now())))
+      ).pipe(
+        Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis))
+      )
 
-    const releaseLate = (key: string, token: string) => (leasing: Leasing) => {
-      if (leasing._tag === "Leased") scripts.cachemeRelease!(entryKey(key), token).catch(() => undefined)
+    // A lease whose caller gave up: released, and the stamps it made dropped, as after a failed load.
+    const releaseLate = (key: string, token: string, sets: Sets) => (leasing: Leasing) => {
+      if (leasing._tag !== "Leased") return
+      scripts.cachemeRelease!(entryKey(key), token).catch(() => undefined)
+      sets.names.forEach((set, i) => {
+        if (leasing.created[i]) scripts.cachemeDropStamp!(stampKey(set), leasing.stamps[i]!).catch(() => undefined)
+      })
     }
 
     const lease = (
@@ -256,7 +272,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
               return { _tag: "Changed" }
           }
         },
-        releaseLate(key, token)
+        releaseLate(key, token, sets)
       )
 
     const fill = (
@@ -282,12 +298,28 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         if (!isCluster) {
           const indexes = sets.names.map(indexKey)
           const args = [token, record, life, indexes.length, score, member, prune, now]
-          const reply = await scripts.cachemeFill!(1 + indexes.length, entryKey(key), ...indexes, ...args)
-          return reply === Scripts.FillReply.Stored
+          const reply = (await scripts.cachemeFill!(
+            1 + indexes.length,
+            entryKey(key),
+            ...indexes,
+            ...args
+          )) as FillReply
+          return leftIndexes(key, reply)
         }
         // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it.
-        const reply = await scripts.cachemeFill!(1, entryKey(key), token, record, life, 0, score, member, prune, now)
-        if (reply !== Scripts.FillReply.Stored) return false
+        const reply = (await scripts.cachemeFill!(
+          1,
+          entryKey(key),
+          token,
+          record,
+          life,
+          0,
+          score,
+          member,
+          prune,
+          now
+        )) as FillReply
+        if (!(await leftIndexes(key, reply))) return false
         await Promise.all(
           sets.names.flatMap((set) => [
             ...(prune === "1" ? [client.zremrangebyscore(indexKey(set), "-inf", `(${now}`)] : []),
@@ -296,6 +328,13 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         )
         return true
       })
+
+    /** Whether a fill stored its value; a value it replaced (a refresh) takes its members out of the indexes. */
+    const leftIndexes = async (key: string, [status, fillToken, setsJson]: FillReply): Promise<boolean> => {
+      if (status !== Scripts.FillReply.Stored) return false
+      if (fillToken !== undefined && setsJson !== undefined) await Promise.all(leaveIndexes(key, fillToken, setsJson))
+      return true
+    }
 
     const renew = (key: string, token: string, leaseMillis: number) =>
       run("renew", () => scripts.cachemeRenew!(entryKey(key), token, leaseMillis)).pipe(
@@ -517,6 +556,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         await client.zremrangebyscore(indexKey(set), "-inf", `(${Date.now()}`)
         return client.zcard(indexKey(set))
       })
+
+    if (options.client !== undefined && !isCluster && client.options?.autoResendUnfulfilledCommands !== false) {
+      yield* Effect.logWarning(
+        "effect-cacheme: the Redis client resends unanswered commands after a reconnect (autoResendUnfulfilledCommands): a stamp creation run twice across an invalidation can bring an invalidated value back; create the client with autoResendUnfulfilledCommands: false"
+      )
+    }
 
     // Every key of the protocol may be evicted safely (an eviction only turns a hit into a miss); say so when
     // Redis may evict any key, since counts then miss what was evicted. Never blocks the layer.

@@ -109,21 +109,28 @@ export const FillReply = { Lost: 0, Stored: 1 } as const
 
 /**
  * KEYS[1] entry, then (single Redis) the n indexes of its sets; ARGV token, record, lifeMillis (-1: for ever), n,
- * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now -> 0 lost (the
- * lease is not ours) | 1 stored.
+ * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now -> {0} lost
+ * (the lease is not ours) | {1} stored | {1, fill token, sets JSON} stored over a value (a refresh): the value it
+ * replaced is to leave the indexes.
  */
-export const fill = script<number>(
+export const fill = script<[number, string?, string?]>(
   "cachemeFill",
   undefined,
   `local rec = redis.pcall('GET', KEYS[1])
-if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return ${FillReply.Lost} end
+if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return {${FillReply.Lost}} end
 local life = tonumber(ARGV[3])
 if life >= 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', life) else redis.call('SET', KEYS[1], ARGV[2]) end
 for i = 2, #KEYS do
   if ARGV[7] == '1' then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
   redis.call('ZADD', KEYS[i], ARGV[5], ARGV[6])
 end
-return ${FillReply.Stored}`
+local state = ${stateOf("rec")}
+if state == 'V' or state == 'S' then
+${fieldsOf}
+  local replaced, sets = fields(rec)
+  if replaced then return {${FillReply.Stored}, replaced, sets} end
+end
+return {${FillReply.Stored}}`
 )
 
 /** KEYS[1] entry; ARGV token, leaseMillis -> 1 renewed | 0 the lease is not `token`'s. */
