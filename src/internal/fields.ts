@@ -4,6 +4,7 @@
  */
 import { Cause, Exit, Schema, SchemaIssue } from "effect"
 import { SchemaJITCompiler } from "effect/schema"
+import { notWellFormed } from "./keys.ts"
 
 /**
  * Fields that do not match their Schema.
@@ -108,4 +109,4 @@ export const runCallback = <A>(
 
 /** The check of a key function's result. */
 export const checkKey = (key: unknown): string | undefined =>
-  typeof key === "string" ? undefined : `returned ${key === null ? "null" : typeof key}, not a string`
+  typeof key !== "string" ? `returned ${key === null ? "null" : typeof key}, not a string` : notWellFormed(key)

@@ -19,7 +19,11 @@ export const invalidKeyReason = (key: string): string | undefined =>
     ? "a key cannot be empty"
     : key.startsWith(setMarker)
       ? `a key cannot start with "${setMarker}" (reserved for group and tag sets)`
-      : undefined
+      : notWellFormed(key)
+
+/** Redis stores keys as UTF-8: a lone surrogate becomes U+FFFD, and two keys would become one. */
+export const notWellFormed = (key: string): string | undefined =>
+  key.isWellFormed() ? undefined : "a key must be well-formed Unicode (a lone surrogate would share a key with U+FFFD)"
 
 /** Strings that could read as the rendering of another type (a number, a boolean, a date, JSON) are marked. */
 const ambiguous = /^(?:[-\d{["]|true$|false$|NaN$|Infinity$)/
@@ -29,14 +33,55 @@ const escapePart = (text: string): string =>
   text.includes("\\") || text.includes(":") ? text.replace(/[\\:]/g, (char) => `\\${char}`) : text
 
 /**
+ * Writes a value that is not a primitive, injectively over the values field Schemas produce: strings quoted,
+ * numbers as JavaScript writes them (`-0`, `NaN`, `Infinity` kept apart), arrays, plain objects (own keys in
+ * order), `Map`, `Set`, dates, registered symbols. A function or an unregistered symbol cannot be told apart from
+ * another: it throws (a typed error by the time it reaches the caller).
+ */
+const encode = (value: unknown): string => {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value)
+    case "number":
+      return Object.is(value, -0) ? "-0" : String(value)
+    case "bigint":
+      return `${value}n`
+    case "boolean":
+      return String(value)
+    case "undefined":
+      return "undefined"
+    case "symbol": {
+      const key = Symbol.keyFor(value)
+      if (key === undefined)
+        throw new Error("a field holds a symbol that is not registered (Symbol.for): it cannot be written in a key")
+      return `Symbol.for(${JSON.stringify(key)})`
+    }
+    case "function":
+      throw new Error("a field holds a function: it cannot be written in a key")
+  }
+  if (value === null) return "null"
+  if (value instanceof Date) return `Date(${Number.isNaN(value.getTime()) ? "NaN" : value.toISOString()})`
+  if (Array.isArray(value)) return `[${value.map(encode).join(",")}]`
+  if (value instanceof Map) return `Map{${[...value].map(([k, v]) => `${encode(k)}:${encode(v)}`).join(",")}}`
+  if (value instanceof Set) return `Set{${[...value].map(encode).join(",")}}`
+  const record = value as Record<string, unknown>
+  return `{${Object.keys(record)
+    .map((key) => `${JSON.stringify(key)}:${encode(record[key])}`)
+    .join(",")}}`
+}
+
+/**
  * How a field value is written in a default key, injectively: distinct values never give one part. Strings are
  * written as they are (escaped), unless they could read as another type's rendering (`"1"`, `"true"`, an ISO
- * date), which are marked with a leading `\'`; `null` is `\0` and an absent field `\-`. Numbers, booleans and
- * bigints (`12n`) as JavaScript writes them (`-0` kept), dates as ISO strings, anything else as JSON.
+ * date: marked `\'`) or are not well-formed Unicode (a lone surrogate, which Redis would store as U+FFFD: marked
+ * `\u` and written with the surrogate escaped); `null` is `\0` and an absent field `\-`. Numbers, booleans and
+ * bigints (`12n`) as JavaScript writes them (`-0` kept), dates as ISO strings, anything else marked `\~` and
+ * written by {@link encode}.
  */
 export const keyPart = (value: unknown): string => {
   switch (typeof value) {
     case "string":
+      if (!value.isWellFormed()) return `\\u${escapePart(JSON.stringify(value))}`
       return ambiguous.test(value) ? `\\'${escapePart(value)}` : escapePart(value)
     case "number":
       return Object.is(value, -0) ? "-0" : String(value)
@@ -48,8 +93,8 @@ export const keyPart = (value: unknown): string => {
       return "\\-"
   }
   if (value === null) return "\\0"
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "\\d" : value.toISOString()
-  return escapePart(JSON.stringify(value) ?? "\\?")
+  if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString()
+  return `\\~${escapePart(encode(value))}`
 }
 
 /**

@@ -180,9 +180,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     ) =>
       withClock((now) => {
         const current = record(key, now)
-        if (current === undefined || Protocol.parse(current)._tag === "Foreign" || holderOf(current) !== token) {
-          return false
-        }
+        const parsed = current === undefined ? undefined : Protocol.parse(current)
+        if (parsed === undefined || parsed._tag === "Foreign" || holderOf(current!) !== token) return false
+        // A refresh replaces a value: its members leave the indexes.
+        if (parsed._tag === "Value") leaveIndexes(key, parsed.body)
         setEntry(
           key,
           Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
