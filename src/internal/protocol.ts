@@ -21,6 +21,7 @@
  */
 import { randomBytes } from "node:crypto"
 import type { EntryInfo, Lookup, Sets, View } from "../CacheStore.ts"
+import { isTagSet } from "./keys.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Keys
@@ -62,11 +63,13 @@ export const newStamp = (): string => randomBytes(8).toString("base64url")
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * How long a group's stamp made by a load lives when its entry lives `lifeMillis`: twice that, so that entries
+ * How long a stamp made by a load lives (`undefined`: for ever) when its entry lives `lifeMillis`. A group's: twice
+ * that, so that entries
  * filled later under the same stamp mostly live out their own life (one that outlives it becomes a miss). Stamps
  * of tags, and of entries without expiry, live for ever (tags are few; a failed load drops the stamps it made).
  */
-export const stampLifeMillis = (lifeMillis: number): number => 2 * lifeMillis
+export const stampLifeMillis = (set: string, lifeMillis: number | undefined): number | undefined =>
+  isTagSet(set) || lifeMillis === undefined ? undefined : 2 * lifeMillis
 
 /** The first character of a hold marker. */
 export const holdMark = "!"

@@ -17,7 +17,6 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
-import { isTagSet } from "../internal/keys.ts"
 import * as Protocol from "../internal/protocol.ts"
 
 /**
@@ -121,11 +120,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             created.push(seen === null)
             if (seen !== null) return seen
             const fresh = Protocol.newStamp()
-            const expiresAt =
-              isTagSet(set) || lifeMillis === undefined
-                ? Number.POSITIVE_INFINITY
-                : now + Protocol.stampLifeMillis(lifeMillis)
-            stamps.set(set, { value: fresh, expiresAt })
+            const life = Protocol.stampLifeMillis(set, lifeMillis)
+            stamps.set(set, { value: fresh, expiresAt: life === undefined ? Number.POSITIVE_INFINITY : now + life })
             return fresh
           })
           return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }

@@ -23,7 +23,6 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob, escapeGlob } from "../internal/glob.ts"
-import { isTagSet } from "../internal/keys.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
 
@@ -226,10 +225,11 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             if (stamp !== null && !Protocol.isHold(stamp)) return { stamp, created: false }
             const fresh = Protocol.newStamp()
             const set = sets.names[i]!
+            const life = Protocol.stampLifeMillis(set, lifeMillis)
             const write =
-              isTagSet(set) || lifeMillis === undefined
+              life === undefined
                 ? client.call("SET", stampKey(set), fresh, "NX", "GET")
-                : client.call("SET", stampKey(set), fresh, "PX", Protocol.stampLifeMillis(lifeMillis), "NX", "GET")
+                : client.call("SET", stampKey(set), fresh, "PX", life, "NX", "GET")
             return write.then((before) =>
               before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
             )

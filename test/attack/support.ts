@@ -7,29 +7,15 @@ import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore } from "../../src/index.ts"
+import { deleteRedisPrefix, Redis } from "../support/services.ts"
 
-export const redisUrl = "redis://127.0.0.1:6379"
+export const redisUrl = Redis.url
 
 let counter = 0
 export const attackPrefix = () => `attack:${process.pid}:${Date.now().toString(36)}:${counter++}:`
 
-export const deletePrefix = async (prefix: string, url = redisUrl): Promise<number> => {
-  const client = new IORedis(url, { lazyConnect: true, retryStrategy: () => null })
-  client.on("error", () => {})
-  let deleted = 0
-  try {
-    await client.connect()
-    let cursor = "0"
-    do {
-      const [next, keys] = await client.scan(cursor, "MATCH", `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`, "COUNT", 1000)
-      cursor = next
-      if (keys.length > 0) deleted += await client.unlink(...keys)
-    } while (cursor !== "0")
-  } finally {
-    client.disconnect()
-  }
-  return deleted
-}
+/** Deletes every key under a prefix, by SCAN (the shared test helper). */
+export const deletePrefix = (prefix: string, url = redisUrl): Promise<number> => deleteRedisPrefix(prefix, url)
 
 export interface Backend {
   readonly name: "memory" | "redis"
