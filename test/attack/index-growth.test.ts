@@ -108,7 +108,7 @@ for (const backend of backends) {
 }
 
 describe("index growth: memory LRU", () => {
-  memory.test("3. maxEntries 10: index members and stamps of evicted entries stay", () =>
+  memory.test("3. maxEntries 10: index members of evicted entries go with them", () =>
     Effect.gen(function* () {
       const Group = InvalidNode.make(fresh("lru-row"), { fields: { id: Schema.Number } })
       const Title = Node.make(fresh("lru"), {

@@ -13,7 +13,7 @@ import { gated } from "./gate.ts"
 import { proxy } from "./proxy.ts"
 import { attackPrefix, deletePrefix, rawRedis } from "./support.ts"
 
-it.live("a failed load whose lease timed out leaves its stamps behind, without expiry", () =>
+it.live("a failed load whose lease reply came late leaves no stamp behind", () =>
   Effect.gen(function* () {
     const prefix = attackPrefix()
     yield* Effect.addFinalizer(() => Effect.promise(() => deletePrefix(prefix)))

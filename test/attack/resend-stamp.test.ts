@@ -33,75 +33,77 @@ const settings: CachemeConfig.Input = {
   stale: false
 }
 
-it.live("a resent lease makes a deleted stamp again: a value loaded before the invalidation is served", () =>
-  Effect.gen(function* () {
-    const prefix = attackPrefix()
-    yield* Effect.addFinalizer(() => Effect.promise(() => deletePrefix(prefix)))
-    const raw = yield* rawRedis()
-    const px = yield* proxy()
-    const G = InvalidNode.make(`resend-g-${process.pid}`, { fields: { g: Schema.Number } })
-    const N = Node.make(`resend-n-${process.pid}`, {
-      fields: { id: Schema.Number },
-      value: Schema.String,
-      ttl: null,
-      stale: false,
-      invalidatedBy: () => [G.make({ g: 0 })]
-    })
-    const database = yield* Ref.make("old")
-    const read = (id: number) => Ref.get(database).pipe(Memo.cached(N.make({ id })))
-    const stampKey = `${prefix}~s:g:${G.make({ g: 0 }).key}`
+it.live(
+  "a lease resent after a reconnect never makes a deleted stamp again (no value loaded before the invalidation is served)",
+  () =>
+    Effect.gen(function* () {
+      const prefix = attackPrefix()
+      yield* Effect.addFinalizer(() => Effect.promise(() => deletePrefix(prefix)))
+      const raw = yield* rawRedis()
+      const px = yield* proxy()
+      const G = InvalidNode.make(`resend-g-${process.pid}`, { fields: { g: Schema.Number } })
+      const N = Node.make(`resend-n-${process.pid}`, {
+        fields: { id: Schema.Number },
+        value: Schema.String,
+        ttl: null,
+        stale: false,
+        invalidatedBy: () => [G.make({ g: 0 })]
+      })
+      const database = yield* Ref.make("old")
+      const read = (id: number) => Ref.get(database).pipe(Memo.cached(N.make({ id })))
+      const stampKey = `${prefix}~s:g:${G.make({ g: 0 }).key}`
 
-    const base = (url: string) =>
-      CacheStore.layerRedis({ url, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer(settings)), Layer.orDie)
-    // A: replies are held from its lease on.
-    const a = yield* Layer.build(
-      gated(base(px.url), (op) => Effect.sync(() => (op === "lease" ? px.hold(true) : undefined)))
-    )
-    // B: its fill waits for the gate.
-    const fillArrived = yield* Deferred.make<void>()
-    const fillGate = yield* Deferred.make<void>()
-    let gateFill = true
-    const b = yield* Layer.build(
-      gated(base(redisUrl), (op) =>
-        Effect.suspend(() =>
-          op === "fill" && gateFill
-            ? Effect.andThen(Deferred.succeed(fillArrived, undefined), Deferred.await(fillGate))
-            : Effect.void
+      const base = (url: string) =>
+        CacheStore.layerRedis({ url, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer(settings)), Layer.orDie)
+      // A: replies are held from its lease on.
+      const a = yield* Layer.build(
+        gated(base(px.url), (op) => Effect.sync(() => (op === "lease" ? px.hold(true) : undefined)))
+      )
+      // B: its fill waits for the gate.
+      const fillArrived = yield* Deferred.make<void>()
+      const fillGate = yield* Deferred.make<void>()
+      let gateFill = true
+      const b = yield* Layer.build(
+        gated(base(redisUrl), (op) =>
+          Effect.suspend(() =>
+            op === "fill" && gateFill
+              ? Effect.andThen(Deferred.succeed(fillArrived, undefined), Deferred.await(fillGate))
+              : Effect.void
+          )
         )
       )
-    )
-    const c = yield* Layer.build(base(redisUrl))
+      const c = yield* Layer.build(base(redisUrl))
 
-    // 1. A's lease creates the group's stamp; its replies never arrive.
-    const readerA = yield* Effect.forkChild(Effect.provide(read(1), a))
-    let stamp: string | null = null
-    for (let i = 0; i < 200 && stamp === null; i++) {
-      yield* Effect.sleep(5)
-      stamp = yield* Effect.promise(() => raw.get(stampKey))
-    }
-    assert.isNotNull(stamp, "A's lease made the stamp")
-    // 2. B reads k2 under that stamp; its fill waits.
-    const readerB = yield* Effect.forkChild(Effect.provide(read(2), b))
-    yield* Deferred.await(fillArrived)
-    // 3. The row changes, the group is invalidated hard.
-    yield* Ref.set(database, "new")
-    yield* Effect.provide(InvalidNode.invalidate(G.make({ g: 0 })), b)
-    const afterInvalidation = yield* Effect.promise(() => raw.get(stampKey))
-    // 4. B's fill lands (dead on arrival).
-    gateFill = false
-    yield* Deferred.succeed(fillGate, undefined)
-    assert.strictEqual(yield* Fiber.join(readerB), "old")
-    // 5. A's connection drops; ioredis resends its lease.
-    px.killAll()
-    px.hold(false)
-    yield* Fiber.join(readerA)
-    const afterResend = yield* Effect.promise(() => raw.get(stampKey))
-    // 6. A caller that starts after the invalidation resolved.
-    const seen = yield* Effect.provide(read(2), c)
-    console.log(
-      `[resend] stamp made by A's lease ${stamp}; after the invalidation ${afterInvalidation}; after the resend ${afterResend}; ` +
-        `C (started after the invalidation resolved) read k2: ${seen}; proxy connections ${px.connections()}`
-    )
-    assert.strictEqual(seen, "new", "a value loaded before the invalidation was served after it resolved")
-  })
+      // 1. A's lease creates the group's stamp; its replies never arrive.
+      const readerA = yield* Effect.forkChild(Effect.provide(read(1), a))
+      let stamp: string | null = null
+      for (let i = 0; i < 200 && stamp === null; i++) {
+        yield* Effect.sleep(5)
+        stamp = yield* Effect.promise(() => raw.get(stampKey))
+      }
+      assert.isNotNull(stamp, "A's lease made the stamp")
+      // 2. B reads k2 under that stamp; its fill waits.
+      const readerB = yield* Effect.forkChild(Effect.provide(read(2), b))
+      yield* Deferred.await(fillArrived)
+      // 3. The row changes, the group is invalidated hard.
+      yield* Ref.set(database, "new")
+      yield* Effect.provide(InvalidNode.invalidate(G.make({ g: 0 })), b)
+      const afterInvalidation = yield* Effect.promise(() => raw.get(stampKey))
+      // 4. B's fill lands (dead on arrival).
+      gateFill = false
+      yield* Deferred.succeed(fillGate, undefined)
+      assert.strictEqual(yield* Fiber.join(readerB), "old")
+      // 5. A's connection drops; ioredis resends its lease.
+      px.killAll()
+      px.hold(false)
+      yield* Fiber.join(readerA)
+      const afterResend = yield* Effect.promise(() => raw.get(stampKey))
+      // 6. A caller that starts after the invalidation resolved.
+      const seen = yield* Effect.provide(read(2), c)
+      console.log(
+        `[resend] stamp made by A's lease ${stamp}; after the invalidation ${afterInvalidation}; after the resend ${afterResend}; ` +
+          `C (started after the invalidation resolved) read k2: ${seen}; proxy connections ${px.connections()}`
+      )
+      assert.strictEqual(seen, "new", "a value loaded before the invalidation was served after it resolved")
+    })
 )
