@@ -183,7 +183,7 @@ describe.skipIf(skip)("compileGlob against Redis SCAN MATCH", () => {
     const random = prng(20240611)
     // `!` to check that `[!` is not a negation; é for multi-byte keys.
     const alphabet = ["a", "b", "*", "?", "[", "]", "^", "-", "\\", "!", "é"]
-    const prefix = `test:glob:${process.pid}:${Date.now().toString(36)}:`
+    const prefix = `test:${process.pid}:glob:${Date.now().toString(36)}:`
     const keys = new Set<string>()
     while (keys.size < 300) keys.add(prefix + randomString(random, alphabet, 6))
     const client = new Redis(RedisService.url)

@@ -27,7 +27,7 @@
  *
  * Each test draws its randomness (proxy latency, pauses, keys, instances) from one seed, printed in its
  * assertion messages; replay with `CACHEME_MEMBERSHIP_SEED=<seed> vitest run test/protocol/membership.test.ts`.
- * Another vitest run starting meanwhile deletes every `test:` key (its global setup); the tests notice (a canary
+ * A vitest run of an older version starting meanwhile could delete every `test:` key (its global setup); the tests notice (a canary
  * key) and say so instead of blaming the store.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -156,7 +156,7 @@ const harness = (delayMillis: number, settings: CachemeConfig.Input = memberSett
       Effect.sync(() => new IORedis(Redis.url)),
       (client) => Effect.sync(() => client.disconnect())
     )
-    // Another vitest run starting meanwhile sweeps every `test:` key (its global setup): say so, rather than
+    // A vitest run of an older version starting meanwhile could sweep every `test:` key (its global setup): say so, rather than
     // report what the sweep did as the store's fault.
     const canary = `${counters}canary`
     yield* Effect.promise(() => redis.set(canary, "1", "PX", 600_000))
