@@ -27,6 +27,13 @@ export interface Settings {
   readonly herdRetryCount: number
   /** The pause between those re-reads (`CACHEME_HERD_RETRY_INTERVAL`, 20 millis). */
   readonly herdRetryInterval: Duration.Duration
+  /**
+   * How long a caller waits, at most, for a load another caller holds a live lease for (`CACHEME_HERD_MAX_WAIT`,
+   * 30 seconds). After the `herdRetryCount` quick re-reads, it keeps re-reading (backing off to every 100 ms)
+   * while the lease is live, so a slow load runs once however long it takes; a lease whose holder died
+   * lapses within `leaseTtl` and the next re-read takes it.
+   */
+  readonly herdMaxWait: Duration.Duration
   /** Whether nodes serve a stale value while one caller refreshes it (`CACHEME_STALE`, true). */
   readonly stale: boolean
   /** The default time to live of an entry; `undefined` keeps entries until invalidated (`CACHEME_TTL`). */
@@ -35,7 +42,10 @@ export interface Settings {
   readonly redisUrl: string
   /** Store commands slower than this fail (open) instead of holding the caller (`CACHEME_COMMAND_TIMEOUT`, 500 millis). */
   readonly commandTimeout: Duration.Duration
-  /** How long a loader's lease lasts before another caller may take over (`CACHEME_LEASE_TTL`, 30 seconds). */
+  /**
+   * How long a loader's lease lasts unless renewed (`CACHEME_LEASE_TTL`, 5 seconds). The holder renews it every
+   * third of that while its load runs, so a slow load keeps it and a holder that died frees the key within it.
+   */
   readonly leaseTtl: Duration.Duration
   /**
    * The largest encoded value stored, in bytes (`CACHEME_MAX_VALUE_BYTES`, 8 MB): a larger value is returned to
@@ -55,6 +65,7 @@ export interface Input {
   readonly prefix?: string | undefined
   readonly herdRetryCount?: number | undefined
   readonly herdRetryInterval?: Duration.Input | undefined
+  readonly herdMaxWait?: Duration.Input | undefined
   readonly stale?: boolean | undefined
   readonly ttl?: Duration.Input | null | undefined
   readonly redisUrl?: string | undefined
@@ -74,11 +85,12 @@ export const defaults: Settings = {
   prefix: "CM:",
   herdRetryCount: 5,
   herdRetryInterval: Duration.millis(20),
+  herdMaxWait: Duration.seconds(30),
   stale: true,
   ttl: undefined,
   redisUrl: "redis://127.0.0.1:6379",
   commandTimeout: Duration.millis(500),
-  leaseTtl: Duration.seconds(30),
+  leaseTtl: Duration.seconds(5),
   maxValueBytes: 8 * 1024 * 1024
 }
 
@@ -109,6 +121,7 @@ export const environmentVariables: { readonly [K in keyof Settings]: string } = 
   prefix: "CACHEME_PREFIX",
   herdRetryCount: "CACHEME_HERD_RETRY_COUNT",
   herdRetryInterval: "CACHEME_HERD_RETRY_INTERVAL",
+  herdMaxWait: "CACHEME_HERD_MAX_WAIT",
   stale: "CACHEME_STALE",
   ttl: "CACHEME_TTL",
   redisUrl: "CACHEME_REDIS_URL",
@@ -199,6 +212,10 @@ export const make = Effect.fnUntraced(function* (input: Input = {}) {
       input.herdRetryInterval === undefined
         ? defaults.herdRetryInterval
         : yield* positiveDuration("herdRetryInterval", input.herdRetryInterval),
+    herdMaxWait:
+      input.herdMaxWait === undefined
+        ? defaults.herdMaxWait
+        : yield* positiveDuration("herdMaxWait", input.herdMaxWait),
     stale,
     ttl:
       input.ttl === undefined || input.ttl === null
@@ -250,6 +267,7 @@ export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.ge
     prefix: yield* fromEnv("prefix", Config.String),
     herdRetryCount: yield* fromEnv("herdRetryCount", Config.Int),
     herdRetryInterval: yield* fromEnv("herdRetryInterval", Config.Duration),
+    herdMaxWait: yield* fromEnv("herdMaxWait", Config.Duration),
     stale: yield* fromEnv("stale", Config.Boolean),
     ttl: ttl === undefined || ttl.trim().toLowerCase() === "none" ? undefined : (ttl as Duration.Input),
     redisUrl: yield* fromEnv("redisUrl", Config.String),

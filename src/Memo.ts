@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Deferred, Duration, Effect, Exit, type Schema } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, type Schema } from "effect"
 import { dual } from "effect/Function"
 import * as CacheStore from "./CacheStore.ts"
 import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
@@ -194,7 +194,7 @@ const loadAndFill = <A, E, R>(
   const release = Effect.ignore(store.release(instance.key, token, sets, leased.stamps, leased.created))
   return Effect.gen(function* () {
     yield* call.metrics.load
-    const exit = yield* Effect.exit(timed(call, call.load))
+    const exit = yield* Effect.exit(keepingLease(call, token, timed(call, call.load)))
     if (Exit.isFailure(exit) || leased.held) {
       yield* release
       return yield* exit
@@ -234,6 +234,25 @@ const loadAndFill = <A, E, R>(
     )
     return exit.value
   }).pipe(Effect.onInterrupt(() => release))
+}
+
+/**
+ * Runs the load while renewing its lease every third of the lease's life, so that a slow load keeps the key (its
+ * waiters go on waiting instead of loading again) and a holder that dies frees it within one lease. Renewal stops
+ * when the lease is no longer ours (an invalidation voided it) or the store fails; the load goes on either way.
+ */
+const keepingLease = <A, E, R, B, E2, R2>(
+  call: Call<A, E, R>,
+  token: string,
+  load: Effect.Effect<B, E2, R2>
+): Effect.Effect<B, E2, R2> => {
+  const every = Math.max(1, Math.floor(call.timing.leaseMillis / 3))
+  const renew = Effect.sleep(every).pipe(
+    Effect.andThen(call.store.renew(call.instance.key, token, call.timing.leaseMillis)),
+    Effect.orElseSucceed(() => false),
+    Effect.repeat({ while: (renewed) => renewed })
+  )
+  return Effect.raceFirst(load, Effect.andThen(renew, Effect.never))
 }
 
 /** Refreshes a stale entry in the store's scope; the caller has already been answered. */
@@ -394,15 +413,15 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, request
     )
   })
 
-/**
- * The leader's path after a miss: take the lease and load, or wait for the caller that holds it. After waiting
- * (`waited`), the lease is asked for whatever the lookup said: the store takes over a lease that is not live
- * (expired, or further away than `leaseTtl`: forged or left by a bug), and only a live one makes this caller
- * load without storing.
- */
-const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0, waited = false): Result<A, E> => {
-  if (view.holder !== undefined && !waited) return waitForHerd(call, view)
-  return Effect.suspend(() => {
+/** What asking for the lease came to: a value (loaded under it, or without the store), or a reason to wait. */
+type Acquired<A> = { readonly _tag: "Served"; readonly served: Served<A> } | { readonly _tag: "Busy" | "Changed" }
+
+/** Asks for the lease; with it, loads and fills. A store failure loads without the cache. */
+const acquire = <A, E, R>(
+  call: Call<A, E, R>,
+  view: CacheStore.View
+): Effect.Effect<Acquired<A>, E | CacheStoreError, R> =>
+  Effect.suspend(() => {
     const token = newToken()
     const request = ++requests
     return Effect.flatMap(
@@ -419,29 +438,40 @@ const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0, 
         ),
         Effect.succeed(undefined)
       ),
-      (leasing): Result<A, E> => {
-        if (leasing === undefined) return loadOnly(call)
-        switch (leasing._tag) {
-          case "Leased": {
-            // What this load records (the stamps its lease made included). A load under a hold may read rows a
-            // write is committing: nobody may join it on the strength of its lease.
-            const source: Source = leasing.held
-              ? { request, token: undefined, stamps: undefined }
-              : { request, token, stamps: leasing.stamps }
-            return Effect.andThen(
-              call.metrics.miss,
-              Effect.map(loadAndFill(call, token, leasing), (value) => ({ value, source }))
-            )
-          }
-          case "Busy":
-            return waited ? loadOnly(call) : waitForHerd(call, view)
-          case "Changed":
-            return changes < 2 ? relook(call, changes + 1) : loadOnly(call)
-        }
+      (leasing): Effect.Effect<Acquired<A>, E | CacheStoreError, R> => {
+        if (leasing === undefined)
+          return Effect.map(loadOnly(call), (served): Acquired<A> => ({ _tag: "Served", served }))
+        if (leasing._tag !== "Leased") return Effect.succeed({ _tag: leasing._tag })
+        // What this load records (the stamps its lease made included). A load under a hold may read rows a write
+        // is committing: nobody may join it on the strength of its lease.
+        const source: Source = leasing.held
+          ? { request, token: undefined, stamps: undefined }
+          : { request, token, stamps: leasing.stamps }
+        return Effect.andThen(
+          call.metrics.miss,
+          Effect.map(
+            loadAndFill(call, token, leasing),
+            (value): Acquired<A> => ({ _tag: "Served", served: { value, source } })
+          )
+        )
       }
     )
   })
-}
+
+/** The leader's path after a miss: take the lease and load, or wait for the caller that holds it. */
+const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0): Result<A, E> =>
+  view.holder !== undefined
+    ? waitForHerd(call)
+    : Effect.flatMap(acquire(call, view), (acquired): Result<A, E> => {
+        switch (acquired._tag) {
+          case "Served":
+            return Effect.succeed(acquired.served)
+          case "Busy":
+            return waitForHerd(call)
+          case "Changed":
+            return changes < 2 ? relook(call, changes + 1) : loadOnly(call)
+        }
+      })
 
 /** Looks again after the key changed under a lease request; a value found now is served. */
 const relook = <A, E, R>(call: Call<A, E, R>, changes: number): Result<A, E> =>
@@ -457,30 +487,34 @@ const relook = <A, E, R>(call: Call<A, E, R>, changes: number): Result<A, E> =>
   })
 
 /**
- * Waits for another caller's load: looks up again on the herd schedule; when the value appears it is served,
- * when the lease is gone this caller takes it, and when waiting runs out it asks for the lease once more (a lease
- * that is not live is taken over) and otherwise loads without storing.
+ * Waits for another caller's load: looks up again, `herdRetryCount` times `herdRetryInterval` apart, then less
+ * and less often (every 100 ms at most, a quarter of the lease at least) while a live lease shows the load is under
+ * way, up to
+ * `herdMaxWait`. The value is served when it appears; when no live lease is seen (the holder failed, died or
+ * never was: an expired or forged lease), or the wait is over, this caller asks for the lease, which the store
+ * grants unless a live one stands; only then, past `herdMaxWait`, does it load without storing.
  */
-const waitForHerd = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View): Result<A, E> => {
-  const { herdRetryCount, herdRetryInterval } = call.settings
-  const poll = (left: number, last: CacheStore.View): Result<A, E> =>
-    left <= 0
-      ? lead(call, last, 0, true)
-      : Effect.andThen(
-          Effect.sleep(herdRetryInterval),
-          Effect.flatMap(look(call), (step): Result<A, E> => {
-            switch (step._tag) {
-              case "Done":
-                return Effect.succeed(step.served)
-              case "Miss":
-                return step.view.holder !== undefined ? poll(left - 1, step.view) : lead(call, step.view)
-              default:
-                return loadOnly(call)
-            }
-          })
-        )
-  return Effect.andThen(call.metrics.herdWait, poll(herdRetryCount, view))
-}
+const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
+  Effect.gen(function* () {
+    yield* call.metrics.herdWait
+    const { herdRetryCount, herdRetryInterval, herdMaxWait } = call.settings
+    const quick = Duration.toMillis(herdRetryInterval)
+    const slowest = Math.max(quick, Math.min(100, Math.floor(call.timing.leaseMillis / 4)))
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
+    let delay = quick
+    for (let polls = 1; ; polls++) {
+      yield* Effect.sleep(delay)
+      if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
+      const step = yield* look(call)
+      if (step._tag === "Done") return step.served
+      if (step._tag !== "Miss") return yield* loadOnly(call)
+      const over = (yield* Clock.currentTimeMillis) >= deadline
+      if (step.view.holder !== undefined && !over) continue
+      const acquired = yield* acquire(call, step.view)
+      if (acquired._tag === "Served") return acquired.served
+      if (over) return yield* loadOnly(call)
+    }
+  })
 
 const run = <A, E, R>(
   load: Effect.Effect<A, E, R>,

@@ -112,8 +112,22 @@ const zeros13 = "0000000000000"
 const noToken = "-".repeat(tokenLength)
 const digits13 = (n: number) => (n <= 0 ? zeros13 : String(Math.floor(n)).padStart(13, "0"))
 
-/** The record of a lease without a value. */
-export const leaseRecord = (token: string): string => `${format}L${zeros13}${token}${zeros13}`
+/** The record of a lease without a value, held until `leaseUntil` (millis since the epoch, by the holder's clock). */
+export const leaseRecord = (token: string, leaseUntil: number): string =>
+  `${format}L${digits13(leaseUntil)}${token}${zeros13}`
+
+/** The lease-expiry field of a header, as written by a renewal. */
+export const leaseUntilField = (leaseUntil: number): string => digits13(leaseUntil)
+
+/**
+ * How far apart two machines' clocks may be for a lookup to trust a lease's expiry: a lease that seems to end
+ * sooner than this ago, or later than `leaseMillis` plus this from now, is not reported as held (the lease script,
+ * on the server's clock and the key's own expiry, then decides).
+ */
+const clockSkewMillis = 1000
+
+const leaseIsLive = (leaseUntil: number, now: number, leaseMillis: number) =>
+  leaseUntil + clockSkewMillis > now && leaseUntil <= now + leaseMillis + clockSkewMillis
 
 /** What a value record holds besides its header. */
 export interface Body {
@@ -133,7 +147,7 @@ export const valueRecord = (freshUntil: number | undefined, body: Body): string 
 /** A record as read back. */
 export type Parsed =
   | { readonly _tag: "Foreign" }
-  | { readonly _tag: "Lease"; readonly holder: string }
+  | { readonly _tag: "Lease"; readonly holder: string; readonly leaseUntil: number }
   | {
       readonly _tag: "Value"
       readonly soft: boolean
@@ -148,7 +162,13 @@ export type Parsed =
 export const parse = (record: string): Parsed => {
   if (record.charCodeAt(0) !== 50 /* "2" */ || record.length < offsets.body) return { _tag: "Foreign" }
   const state = record[offsets.state]
-  if (state === "L") return { _tag: "Lease", holder: record.slice(offsets.leaseToken, offsets.freshUntil) }
+  if (state === "L") {
+    return {
+      _tag: "Lease",
+      holder: record.slice(offsets.leaseToken, offsets.freshUntil),
+      leaseUntil: Number(record.slice(offsets.leaseUntil, offsets.leaseToken)) || 0
+    }
+  }
   if (state !== "V" && state !== "S") return { _tag: "Foreign" }
   const first = record.indexOf("\n", offsets.body)
   const second = first === -1 ? -1 : record.indexOf("\n", first + 1)
@@ -309,8 +329,10 @@ export const judge = (
   switch (parsed._tag) {
     case "Foreign":
       return { _tag: "Miss", view: { stamps, seen: "", present: true, holder: undefined, held } }
-    case "Lease":
-      return { _tag: "Miss", view: { stamps, seen: "", present: true, holder: parsed.holder, held } }
+    case "Lease": {
+      const holder = leaseIsLive(parsed.leaseUntil, now, leaseMillis) ? parsed.holder : undefined
+      return { _tag: "Miss", view: { stamps, seen: "", present: true, holder, held } }
+    }
     case "Value": {
       const check = checkStamps(parsed.body, sets.json, stamps, joinStamps(stamps))
       const fresh = parsed.freshUntil === undefined || parsed.freshUntil > now
@@ -320,9 +342,7 @@ export const judge = (
         seen: parsed.body.fillToken,
         present: true,
         holder:
-          parsed.holder !== undefined && parsed.leaseUntil > now && parsed.leaseUntil <= now + leaseMillis
-            ? parsed.holder
-            : undefined,
+          parsed.holder !== undefined && leaseIsLive(parsed.leaseUntil, now, leaseMillis) ? parsed.holder : undefined,
         held
       }
       return check === "Dead" ? { _tag: "Miss", view } : { _tag: "Stale", value: parsed.body.value, view }

@@ -112,7 +112,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     ) =>
       withClock((now): Leasing => {
         const take = (): Leasing => {
-          setEntry(key, Protocol.leaseRecord(token), now + leaseMillis)
+          setEntry(key, Protocol.leaseRecord(token, now + leaseMillis), now + leaseMillis)
           const created: Array<boolean> = []
           const recorded = sets.names.map((set, i) => {
             const looked = view.stamps[i] ?? null
@@ -210,6 +210,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         if (slot === undefined || Protocol.parse(slot.value)._tag === "Foreign" || holderOf(slot.value) !== token) {
           return false
         }
+        setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis))
         if (slot.value[Protocol.offsets.state] === "L") slot.expiresAt = now + leaseMillis
         else {
           setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0"))

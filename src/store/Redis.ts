@@ -234,7 +234,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
               before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
             )
           })
-          const record = Protocol.leaseRecord(token)
+          const record = Protocol.leaseRecord(token, Date.now() + leaseMillis)
           const viaScript = () =>
             scripts.cachemeLease!(entryKey(key), token, leaseMillis, view.seen, intent, record) as Promise<
               [number, string?]
@@ -337,9 +337,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     const renew = (key: string, token: string, leaseMillis: number) =>
-      run("renew", () => scripts.cachemeRenew!(entryKey(key), token, leaseMillis)).pipe(
-        Effect.map((renewed) => renewed === 1)
-      )
+      run("renew", () =>
+        scripts.cachemeRenew!(entryKey(key), token, leaseMillis, Protocol.leaseUntilField(Date.now() + leaseMillis))
+      ).pipe(Effect.map((renewed) => renewed === 1))
 
     const release = (
       key: string,

@@ -133,7 +133,10 @@ end
 return {${FillReply.Stored}}`
 )
 
-/** KEYS[1] entry; ARGV token, leaseMillis -> 1 renewed | 0 the lease is not `token`'s. */
+/**
+ * KEYS[1] entry; ARGV token, leaseMillis, the lease's new end by the holder's clock (13 digits) -> 1 renewed | 0 the
+ * lease is not `token`'s.
+ */
 export const renew = script<number>(
   "cachemeRenew",
   1,
@@ -141,6 +144,7 @@ export const renew = script<number>(
 if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return 0 end
 local lease = tonumber(ARGV[2])
 if ${stateOf("rec")} == 'L' then
+  redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], lease)
   return 1
 end

@@ -48,7 +48,7 @@ describe("a forged or over-long lease is taken over by Memo", () => {
         )
         yield* Effect.gen(function* () {
           // A lease record nobody holds: an attacker's, or a crashed process of a deploy whose leaseTtl was 60 s.
-          const record = Protocol.leaseRecord("forgedforgedfrgd")
+          const record = Protocol.leaseRecord("forgedforgedfrgd", 0)
           const key = `${prefix}${Title.make({ id: 1 }).key}`
           if (variant === "no expiry") yield* Effect.promise(() => raw.set(key, record))
           else yield* Effect.promise(() => raw.set(key, record, "PX", 60_000))

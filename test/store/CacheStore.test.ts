@@ -110,9 +110,16 @@ describe.skipIf(redis.skip)("Redis store", () => {
     withRedis((raw, prefix) =>
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
-        yield* Effect.promise(() => raw.set(`${prefix}a`, Protocol.leaseRecord(Protocol.fixedToken("forged"))))
         yield* Effect.promise(() =>
-          raw.set(`${prefix}b`, Protocol.leaseRecord(Protocol.fixedToken("forged")), "PX", 3_600_000)
+          raw.set(`${prefix}a`, Protocol.leaseRecord(Protocol.fixedToken("forged"), Date.now() + 1000))
+        )
+        yield* Effect.promise(() =>
+          raw.set(
+            `${prefix}b`,
+            Protocol.leaseRecord(Protocol.fixedToken("forged"), Date.now() + 3_600_000),
+            "PX",
+            3_600_000
+          )
         )
         for (const key of ["a", "b"]) {
           const found = yield* store.lookup(key, on())
