@@ -5,8 +5,8 @@
  *
  * Rows (each a different cut of the same hit, so the gap can be read off):
  * - `bare GET+parse`: the baseline.
- * - `script+decode, no Effect`: the library's Redis work without Effect: EVALSHA of its read script, stamp check,
- *   `JSON.parse` and the Schema decode. Its gap to the baseline is the cost of the script and the decode.
+ * - `lookup+decode, no Effect`: the library's Redis work without Effect: the MGET of the entry and its stamp, the check,
+ *   `JSON.parse` and the Schema decode. Its gap to the baseline is the cost of the lookup and the decode.
  * - `bare in Effect`: the baseline inside `Effect.tryPromise`: what Effect alone costs around one promise.
  * - `Memo.cached`: the real thing.
  * Each Effect row runs twice: `runPromise/call` (a `ManagedRuntime` built once, `runtime.runPromise` per call,
