@@ -226,7 +226,6 @@ export class CacheStore extends Context.Service<
       token: string,
       sets: Sets,
       stamps: ReadonlyArray<string>,
-      created: ReadonlyArray<boolean>,
       fill: Fill
     ) => Effect.Effect<boolean, CacheStoreError>
     /** Extends `token`'s lease by `leaseMillis` from now; false when the lease is no longer its own. */

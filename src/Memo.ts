@@ -225,7 +225,7 @@ const loadAndFill = <A, E, R>(
     }
     yield* attempt(
       call,
-      store.fill(instance.key, token, sets, leased.stamps, leased.created, {
+      store.fill(instance.key, token, sets, leased.stamps, {
         value: encoded.value,
         freshMillis: timing.freshMillis,
         lifeMillis: timing.lifeMillis

@@ -191,15 +191,18 @@ export const parse = (record: string): Parsed => {
   }
 }
 
-/** The sets of a record, parsed from its JSON (an unreadable list is no sets). */
-export const setsOf = (body: Body): ReadonlyArray<string> => {
+/** Sets as a record writes them (JSON), parsed; an unreadable list is no sets. */
+export const parseSets = (json: string): ReadonlyArray<string> => {
   try {
-    const sets = JSON.parse(body.setsJson)
+    const sets = JSON.parse(json)
     return Array.isArray(sets) ? sets.filter((set): set is string => typeof set === "string") : []
   } catch {
     return []
   }
 }
+
+/** The sets of a record. */
+export const setsOf = (body: Body): ReadonlyArray<string> => parseSets(body.setsJson)
 
 /** The stamp a record recorded for `set`, if it lists the set. */
 export const recordedStamp = (body: Body, set: string): string | undefined => {

@@ -146,7 +146,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
               leaveIndexes(key, parsed.body)
               return take()
             }
-            setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0") + token)
+            setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis) + token)
             slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
             const created = view.stamps.map(() => false)
             const recorded = view.stamps.map((current) => current!)
@@ -155,31 +155,29 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         }
       })
 
-    const holderOf = (value: string) => value.slice(Protocol.offsets.leaseToken, Protocol.offsets.freshUntil)
+    /** Whether `value` is a record of ours whose lease `token` holds. */
+    const leasedTo = (value: string | undefined, token: string): value is string =>
+      value !== undefined &&
+      Protocol.parse(value)._tag !== "Foreign" &&
+      value.slice(Protocol.offsets.leaseToken, Protocol.offsets.freshUntil) === token
 
     /** Drops `token`'s lease at `key` if it holds it; true when it did. */
     const dropLease = (key: string, token: string, now: number): boolean => {
       const value = record(key, now)
-      if (value === undefined || Protocol.parse(value)._tag === "Foreign" || holderOf(value) !== token) return false
+      if (!leasedTo(value, token)) return false
       if (value[Protocol.offsets.state] === "L") entries.delete(key)
       else setRange(key, Protocol.offsets.leaseUntil, noLease)
       return true
     }
 
-    const fill = (
-      key: string,
-      token: string,
-      sets: Sets,
-      recorded: ReadonlyArray<string>,
-      _created: ReadonlyArray<boolean>,
-      value: Fill
-    ) =>
+    const fill = (key: string, token: string, sets: Sets, recorded: ReadonlyArray<string>, value: Fill) =>
       withClock((now) => {
         const current = record(key, now)
-        const parsed = current === undefined ? undefined : Protocol.parse(current)
-        if (parsed === undefined || parsed._tag === "Foreign" || holderOf(current!) !== token) return false
+        if (!leasedTo(current, token)) return false
         // A refresh replaces a value: its members leave the indexes.
-        if (parsed._tag === "Value") leaveIndexes(key, parsed.body)
+        const replaced = Protocol.parse(current)
+        if (replaced._tag === "Value") leaveIndexes(key, replaced.body)
+        const expiresAt = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
         setEntry(
           key,
           Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
@@ -188,9 +186,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             stamps: recorded.join(","),
             value: value.value
           }),
-          value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+          expiresAt
         )
-        const score = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
         const member = Protocol.indexMember(token, key)
         sets.names.forEach((set) => {
           let index = indexes.get(set)
@@ -199,7 +196,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             indexes.set(set, index)
           }
           for (const [other, until] of index) if (until <= now) index.delete(other)
-          index.set(member, score)
+          index.set(member, expiresAt)
         })
         return true
       })
@@ -207,15 +204,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const renew = (key: string, token: string, leaseMillis: number) =>
       withClock((now) => {
         const slot = liveSlot(entries, key, now)
-        if (slot === undefined || Protocol.parse(slot.value)._tag === "Foreign" || holderOf(slot.value) !== token) {
-          return false
-        }
+        if (slot === undefined || !leasedTo(slot.value, token)) return false
         setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis))
-        if (slot.value[Protocol.offsets.state] === "L") slot.expiresAt = now + leaseMillis
-        else {
-          setRange(key, Protocol.offsets.leaseUntil, String(now + leaseMillis).padStart(13, "0"))
-          slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
-        }
+        slot.expiresAt =
+          slot.value[Protocol.offsets.state] === "L" ? now + leaseMillis : Math.max(slot.expiresAt, now + leaseMillis)
         return true
       })
 

@@ -198,13 +198,23 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis))
       )
 
-    // A lease whose caller gave up: released, and the stamps it made dropped, as after a failed load.
+    /** Gives a lease up and drops the stamps it made (a failed load, or a caller that gave up on the lease). */
+    const releaseLease = (
+      key: string,
+      token: string,
+      sets: Sets,
+      stamps: ReadonlyArray<string>,
+      created: ReadonlyArray<boolean>
+    ) =>
+      Promise.all([
+        scripts.cachemeRelease!(entryKey(key), token),
+        ...sets.names.flatMap((set, i) => (created[i] ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []))
+      ])
+
+    // A lease whose caller gave up: released as after a failed load.
     const releaseLate = (key: string, token: string, sets: Sets) => (leasing: Leasing) => {
-      if (leasing._tag !== "Leased") return
-      scripts.cachemeRelease!(entryKey(key), token).catch(() => undefined)
-      sets.names.forEach((set, i) => {
-        if (leasing.created[i]) scripts.cachemeDropStamp!(stampKey(set), leasing.stamps[i]!).catch(() => undefined)
-      })
+      if (leasing._tag === "Leased")
+        releaseLease(key, token, sets, leasing.stamps, leasing.created).catch(() => undefined)
     }
 
     const lease = (
@@ -237,7 +247,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           const record = Protocol.leaseRecord(token, Date.now() + leaseMillis)
           const viaScript = () =>
             scripts.cachemeLease!(entryKey(key), token, leaseMillis, view.seen, intent, record) as Promise<
-              [number, string?]
+              [number, string?, string?]
             >
           const entry: Promise<[number, string?, string?]> = view.present
             ? viaScript()
@@ -275,14 +285,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         releaseLate(key, token, sets)
       )
 
-    const fill = (
-      key: string,
-      token: string,
-      sets: Sets,
-      stamps: ReadonlyArray<string>,
-      _created: ReadonlyArray<boolean>,
-      value: Fill
-    ) =>
+    const fill = (key: string, token: string, sets: Sets, stamps: ReadonlyArray<string>, value: Fill) =>
       run("fill", async () => {
         const now = Date.now()
         const record = Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
@@ -347,13 +350,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       sets: Sets,
       stamps: ReadonlyArray<string>,
       created: ReadonlyArray<boolean>
-    ) =>
-      run("release", () =>
-        Promise.all([
-          scripts.cachemeRelease!(entryKey(key), token),
-          ...sets.names.flatMap((set, i) => (created[i] ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []))
-        ])
-      ).pipe(Effect.asVoid)
+    ) => run("release", () => releaseLease(key, token, sets, stamps, created)).pipe(Effect.asVoid)
 
     /** Takes the members of a removed entry out of the indexes of its sets (exact members: no later fill is hit). */
     const leaveIndexes = (
@@ -363,12 +360,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       except?: string
     ): Array<Promise<unknown>> => {
       const member = Protocol.indexMember(fillToken, key)
-      let sets: ReadonlyArray<string> = []
-      try {
-        const parsed = JSON.parse(setsJson)
-        if (Array.isArray(parsed)) sets = parsed.filter((set): set is string => typeof set === "string")
-      } catch {}
-      return sets.filter((set) => set !== except).map((set) => client.zrem(indexKey(set), member))
+      return Protocol.parseSets(setsJson)
+        .filter((set) => set !== except)
+        .map((set) => client.zrem(indexKey(set), member))
     }
 
     /** Invalidates entry keys (prefix excluded); returns how many held a value. */

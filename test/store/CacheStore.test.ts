@@ -47,7 +47,7 @@ const put = (key: string, value: string, sets: CacheStore.Sets) =>
     const leasing = yield* store.lease(key, token, sets, found.view, "replace", 10_000)
     if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
     assert.isTrue(
-      yield* store.fill(key, token, sets, leasing.stamps, leasing.created, {
+      yield* store.fill(key, token, sets, leasing.stamps, {
         value,
         freshMillis: undefined,
         lifeMillis: undefined

@@ -50,14 +50,7 @@ const put = (
     assert.strictEqual(leasing._tag, "Leased")
     if (leasing._tag !== "Leased") return
     assert.isTrue(
-      yield* store.fill(
-        key,
-        `put-${key}`.slice(0, 16),
-        on,
-        leasing.stamps,
-        leasing.created,
-        fill(value, freshMillis, lifeMillis)
-      )
+      yield* store.fill(key, `put-${key}`.slice(0, 16), on, leasing.stamps, fill(value, freshMillis, lifeMillis))
     )
   })
 
@@ -79,7 +72,7 @@ export const storeContract = (backend: Backend) =>
         if (second._tag === "Miss") assert.isDefined(second.view.holder)
         const busy = yield* leaseMiss(store, "k", "t2")
         assert.strictEqual(busy._tag, "Busy")
-        assert.isTrue(yield* store.fill("k", "t1", sets(), [], [], fill("v1")))
+        assert.isTrue(yield* store.fill("k", "t1", sets(), [], fill("v1")))
         assert.deepStrictEqual(yield* store.lookup("k", sets()), { _tag: "Hit", value: "v1" })
       })
     )
@@ -89,7 +82,7 @@ export const storeContract = (backend: Backend) =>
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
         yield* leaseMiss(store, "k", "t1")
-        assert.isFalse(yield* store.fill("k", "other", sets(), [], [], fill("v")))
+        assert.isFalse(yield* store.fill("k", "other", sets(), [], fill("v")))
         assert.strictEqual((yield* leaseMiss(store, "k", "t2"))._tag, "Busy")
       })
     )
@@ -100,7 +93,7 @@ export const storeContract = (backend: Backend) =>
         const store = yield* CacheStore.CacheStore
         yield* leaseMiss(store, "k", "t1")
         assert.strictEqual(yield* store.invalidate(["k"], "hard"), 0)
-        assert.isFalse(yield* store.fill("k", "t1", sets(), [], [], fill("loaded before the invalidation")))
+        assert.isFalse(yield* store.fill("k", "t1", sets(), [], fill("loaded before the invalidation")))
         assert.strictEqual((yield* leaseMiss(store, "k", "t2"))._tag, "Leased")
       })
     )
@@ -125,8 +118,8 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 200))._tag, "Busy")
         yield* backend.advance(300)
         assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 200))._tag, "Leased")
-        assert.isFalse(yield* store.fill("k", "t1", sets(), [], [], fill("late")))
-        assert.isTrue(yield* store.fill("k", "t2", sets(), [], [], fill("v2")))
+        assert.isFalse(yield* store.fill("k", "t1", sets(), [], fill("late")))
+        assert.isTrue(yield* store.fill("k", "t2", sets(), [], fill("v2")))
       })
     )
 
@@ -141,7 +134,7 @@ export const storeContract = (backend: Backend) =>
         }
         assert.isFalse(yield* store.renew("k", "other", 300))
         assert.strictEqual((yield* leaseMiss(store, "k", "t2", sets(), 300))._tag, "Busy")
-        assert.isTrue(yield* store.fill("k", "t1", sets(), [], [], fill("slow but alive")))
+        assert.isTrue(yield* store.fill("k", "t1", sets(), [], fill("slow but alive")))
         assert.deepStrictEqual(yield* store.lookup("k", sets()), { _tag: "Hit", value: "slow but alive" })
       })
     )
@@ -178,7 +171,7 @@ export const storeContract = (backend: Backend) =>
           assert.strictEqual((yield* store.lease("k", "t2", sets("t:n"), meanwhile.view, "keep", 10_000))._tag, "Busy")
         }
         if (refresh._tag !== "Leased") return
-        assert.isTrue(yield* store.fill("k", "t1", sets("t:n"), refresh.stamps, refresh.created, fill("new")))
+        assert.isTrue(yield* store.fill("k", "t1", sets("t:n"), refresh.stamps, fill("new")))
         assert.deepStrictEqual(yield* store.lookup("k", sets("t:n")), { _tag: "Hit", value: "new" })
       })
     )
@@ -224,7 +217,7 @@ export const storeContract = (backend: Backend) =>
           assert.strictEqual(yield* store.invalidateSet("g:1", "hard"), 1, `round ${round}: g:1`)
           const leasing = yield* leaseMiss(store, "k", `r${round}`, on)
           if (leasing._tag !== "Leased") return assert.fail(`round ${round}: ${leasing._tag}`)
-          assert.isTrue(yield* store.fill("k", `r${round}`, on, leasing.stamps, leasing.created, fill(`v${round + 2}`)))
+          assert.isTrue(yield* store.fill("k", `r${round}`, on, leasing.stamps, fill(`v${round + 2}`)))
           assert.strictEqual(yield* store.invalidateSet("g:2", "hard"), 1, `round ${round}: g:2`)
           assert.strictEqual(tagOf(yield* store.lookup("k", on)), "Miss")
           yield* put("k", `again ${round}`, on.names)
@@ -243,7 +236,7 @@ export const storeContract = (backend: Backend) =>
         const leasing = yield* leaseMiss(store, "k", "t1", on)
         if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
         yield* store.invalidateSet("g:x", "hard")
-        yield* store.fill("k", "t1", on, leasing.stamps, leasing.created, fill("read before the invalidation"))
+        yield* store.fill("k", "t1", on, leasing.stamps, fill("read before the invalidation"))
         assert.strictEqual(tagOf(yield* store.lookup("k", on)), "Miss")
         // Between the lookup and the lease (the stamp made again first, so that the lookup sees one).
         yield* put("warm again", "w", on.names)
@@ -252,13 +245,13 @@ export const storeContract = (backend: Backend) =>
         yield* store.invalidateSet("g:x", "hard")
         const late = yield* store.lease("k2", "t2", on, found.view, "replace", 10_000)
         if (late._tag !== "Leased") return assert.fail(late._tag)
-        yield* store.fill("k2", "t2", on, late.stamps, late.created, fill("read before the invalidation"))
+        yield* store.fill("k2", "t2", on, late.stamps, fill("read before the invalidation"))
         assert.strictEqual(tagOf(yield* store.lookup("k2", on)), "Miss")
         // A tag the same way.
         const third = yield* leaseMiss(store, "k3", "t3", on)
         if (third._tag !== "Leased") return assert.fail(third._tag)
         yield* store.invalidateSet("t:n", "soft")
-        yield* store.fill("k3", "t3", on, third.stamps, third.created, fill("read before the invalidation"))
+        yield* store.fill("k3", "t3", on, third.stamps, fill("read before the invalidation"))
         assert.notStrictEqual(tagOf(yield* store.lookup("k3", on)), "Hit")
       })
     )
@@ -272,12 +265,12 @@ export const storeContract = (backend: Backend) =>
         const leasing = yield* leaseMiss(store, "k", "t1", on)
         if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
         assert.strictEqual(yield* store.invalidateSet("g:x", "hard"), 1)
-        yield* store.fill("k", "t1", on, leasing.stamps, leasing.created, fill("read before the invalidation"))
+        yield* store.fill("k", "t1", on, leasing.stamps, fill("read before the invalidation"))
         assert.isAtMost(yield* store.setSize("t:n"), 1)
         const again = yield* leaseMiss(store, "k", "t2", on)
         if (again._tag !== "Leased") return assert.fail(again._tag)
         assert.strictEqual(yield* store.setSize("t:n"), 0)
-        assert.isTrue(yield* store.fill("k", "t2", on, again.stamps, again.created, fill("fresh")))
+        assert.isTrue(yield* store.fill("k", "t2", on, again.stamps, fill("fresh")))
         assert.strictEqual(yield* store.setSize("t:n"), 1)
         assert.deepStrictEqual(yield* store.lookup("k", on), { _tag: "Hit", value: "fresh" })
       })
@@ -404,7 +397,7 @@ export const storeContract = (backend: Backend) =>
         const before = yield* leaseMiss(store, "loading", "t1", sets("g:x"))
         assert.deepStrictEqual(yield* store.hold(["g:x", "g:y", "g:none"], "w1", 10_000), [2, 1, 0])
         if (before._tag !== "Leased") return assert.fail(before._tag)
-        yield* store.fill("loading", "t1", sets("g:x"), before.stamps, before.created, fill("read before the commit"))
+        yield* store.fill("loading", "t1", sets("g:x"), before.stamps, fill("read before the commit"))
         assert.strictEqual(tagOf(yield* store.lookup("loading", sets("g:x"))), "Miss")
         for (const [key, on] of [
           ["a", sets("g:x", "t:n")],

@@ -38,7 +38,7 @@ export const putRaw = (
     const leasing = yield* leaseAs(store, key, "test-put", names)
     assert.strictEqual(leasing._tag, "Leased", `${key}: ${leasing._tag}`)
     if (leasing._tag !== "Leased") return
-    const stored = yield* store.fill(key, "test-put", CacheStore.sets(names), leasing.stamps, leasing.created, {
+    const stored = yield* store.fill(key, "test-put", CacheStore.sets(names), leasing.stamps, {
       value,
       freshMillis: options.freshMillis,
       lifeMillis: options.lifeMillis
