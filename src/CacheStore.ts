@@ -1,18 +1,18 @@
 /**
- * Where entries, leases and membership sets live. A store deals in strings: `Memo` encodes values with the
- * node's Schema before they reach it. Two implementations pass one contract suite:
+ * Where entries, leases and the stamps of groups and tags live. A store deals in strings: `Memo` encodes values
+ * with the node's Schema before they reach it. Two implementations keep one protocol (`internal/protocol.ts`) and
+ * pass one contract suite:
  *
- * - {@link layerRedis} over `ioredis` (Lua scripts registered once and run by EVALSHA; one round trip per hit;
- *   every script touches a single key, so it runs unchanged on Redis Cluster);
+ * - {@link layerRedis} over `ioredis` (a hit is one `MGET`; Lua scripts registered once and run by EVALSHA, each on
+ *   one key except the fill, whose index writes go beside it on Redis Cluster);
  * - {@link layerMemory}, in process, bounded with LRU eviction, expiry read from Effect's `Clock`.
  *
- * An entry holds the value, its logical freshness (for stale serving), the lease of the caller loading it and
- * the membership sets (groups and tags) it was registered in. Invalidating an entry voids its lease, so a load
- * that started before the invalidation can never be stored after it.
+ * An entry records the stamps its groups and tags had before its load started, and is served only while they are
+ * all current: invalidating a group or tag changes its stamp, invalidating a key deletes its record (and the lease
+ * of a load under way), so a value loaded before an invalidation is never served after it.
  *
- * A set can also be held (see `hold`) while a database write commits: its members are invalidated at once and,
- * until the hold is released or lapses, no load can register in it, so no value read before the commit is
- * stored.
+ * A set can also be held (see `hold`) while a database write commits: its stamp becomes a hold marker, so its
+ * entries are invalidated at once and nothing loaded until the hold is released or lapses is stored.
  *
  * @since 0.1.0
  */

@@ -1,15 +1,15 @@
 /**
  * Read-through caching of an effect under a node instance (cacheme's `@cacheme(node=...)`).
  *
- * - A hit is one store round trip, decoded with the node's Schema.
- * - A miss takes a lease atomically with the read; only the lease holder runs the effect, and its value is
- *   stored only while the lease is still valid: an invalidation voids the lease, so a value loaded across a
- *   concurrent invalidation is returned to its caller but never stored.
- * - Other callers wait on a `Schedule` made of the herd settings (count x interval) and read again; with
- *   stale on they get the previous value at once while one caller refreshes it in the background. When
- *   waiting runs out they run the effect themselves (without storing).
- * - Inside one process, concurrent calls for one key share one fiber's work (single-flight), and a failing
- *   load wakes every waiter with its error. Failures are never cached.
+ * - A hit is one store round trip (the entry and the stamps of its groups and tags), decoded with the node's
+ *   Schema.
+ * - A miss takes the key's lease; only the lease holder runs the effect (renewing the lease while it runs), and
+ *   its value is stored with the stamps its sets had before the load: an invalidation voids the lease or changes a
+ *   stamp, so a value loaded across a concurrent invalidation is returned to its caller but never served again.
+ * - Other callers wait while the lease is live (re-reading on the herd settings' cadence, up to `herdMaxWait`);
+ *   with stale on they get the previous value at once while one caller refreshes it in the background.
+ * - Inside one process, concurrent calls for one key share one fiber's work (single-flight) when that work cannot
+ *   predate their own lookup, and a failing load wakes every waiter with its error. Failures are never cached.
  * - Store failures fail open: the effect runs and the failure is logged and counted, bounded by the command
  *   timeout. {@link cachedStrict} surfaces them as a `CacheStoreError` instead.
  *
