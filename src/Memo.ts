@@ -207,17 +207,17 @@ const loadAndFill = <A, E, R>(
       ).pipe(Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(encoded.cause) }))
       return exit.value
     }
-    if (
-      encoded.value.length > call.settings.maxValueBytes / 3 &&
-      Buffer.byteLength(encoded.value) > call.settings.maxValueBytes
-    ) {
+    // A UTF-8 byte is at most 3 per UTF-16 unit: counting bytes is only needed for values that could be too large.
+    const bytes =
+      encoded.value.length > call.settings.maxValueBytes / 3 ? Buffer.byteLength(encoded.value) : encoded.value.length
+    if (bytes > call.settings.maxValueBytes) {
       yield* release
       yield* call.metrics.oversized
       yield* Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
         Effect.annotateLogs({
           node: instance.node.name,
           key: instance.key,
-          bytes: Buffer.byteLength(encoded.value),
+          bytes,
           maxValueBytes: call.settings.maxValueBytes
         })
       )
