@@ -91,7 +91,13 @@ export interface View {
  */
 export type Lookup =
   | { readonly _tag: "Hit"; readonly value: string }
-  | { readonly _tag: "Stale"; readonly value: string; readonly view: View }
+  | {
+      readonly _tag: "Stale"
+      readonly value: string
+      readonly view: View
+      /** Millis since the value stopped being fresh (0 for a value invalidated softly while still fresh). */
+      readonly staleFor: number
+    }
   | { readonly _tag: "Miss"; readonly view: View }
 
 /**

@@ -75,10 +75,20 @@ const report = (
     yield* checkPrefix(store, yield* CachemeConfig)
     const mode = options?.mode ?? "hard"
     const count = yield* run(store, mode)
+    yield* Effect.annotateCurrentSpan("cacheme.count", count)
     const listener = yield* Listener
     yield* listener({ target, value, mode, count, source: options?.source })
     return count
-  })
+  }).pipe(
+    Effect.withSpan("cacheme.invalidate", {
+      attributes: {
+        "cacheme.target": target,
+        "cacheme.value": value,
+        "cacheme.mode": options?.mode ?? "hard",
+        ...(options?.source === undefined ? {} : { "cacheme.source": options.source })
+      }
+    })
+  )
 
 /**
  * Invalidates one entry key (prefix excluded).

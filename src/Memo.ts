@@ -15,12 +15,12 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, type Schema } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema, Tracer } from "effect"
 import { dual } from "effect/Function"
 import * as CacheStore from "./CacheStore.ts"
 import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
 import * as Codec from "./internal/codec.ts"
-import type { InvalidFields } from "./internal/fields.ts"
+import { type InvalidFields, runCallback } from "./internal/fields.ts"
 import { groupSet, tagSet } from "./internal/keys.ts"
 import { newToken } from "./internal/protocol.ts"
 import * as Invalidation from "./Invalidation.ts"
@@ -50,9 +50,20 @@ interface Source {
   readonly stamps: ReadonlyArray<string | null> | undefined
 }
 
+/**
+ * How a read was answered: a fresh value (`hit`), a stale one (`stale`), another caller's load in this process
+ * (`joined`), this caller's load (`miss`), the fail-safe value after a failed or slow load (`failSafe`), or the
+ * effect without the cache (`bypassed`: the cache is off or the node skips these fields).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type Outcome = "hit" | "stale" | "joined" | "miss" | "failSafe" | "bypassed"
+
 interface Served<A> {
   readonly value: A
   readonly source: Source
+  readonly outcome: Outcome
 }
 
 /** A load under way in this process; the Deferred is made only when a second caller joins. */
@@ -76,6 +87,10 @@ const flightsOf = (store: Store) => {
 interface Timing {
   readonly staleOn: boolean
   readonly freshMillis: number | undefined
+  /** How long past its freshness a stale value is served; `undefined`: as long as the entry lives. */
+  readonly staleMillis: number | undefined
+  /** How long past its freshness a value is kept as a fail-safe answer; `undefined`: no fail-safe. */
+  readonly failSafeMillis: number | undefined
   readonly lifeMillis: number | undefined
   readonly leaseMillis: number
 }
@@ -93,16 +108,70 @@ const timingOf = (node: Node.Node, settings: Settings): Timing => {
 
 const computeTiming = (node: Node.Node, settings: Settings): Timing => {
   const ttl = node.ttl === undefined ? settings.ttl : node.ttl === null ? undefined : node.ttl
-  const freshMillis = ttl === undefined ? undefined : Duration.toMillis(ttl)
   const stale = node.stale === undefined ? settings.stale : node.stale
+  const failSafeMillis = node.failSafe === undefined ? undefined : Duration.toMillis(node.failSafe.window)
+  return {
+    ...lifeOf(ttl === undefined ? undefined : Duration.toMillis(ttl), stale, failSafeMillis),
+    leaseMillis: Math.max(1, Math.ceil(Duration.toMillis(node.leaseTtl ?? settings.leaseTtl)))
+  }
+}
+
+/** How an entry fresh for `freshMillis` lives: its stale window, and kept longer for a fail-safe window. */
+const lifeOf = (
+  freshMillis: number | undefined,
+  stale: boolean | Duration.Duration,
+  failSafeMillis: number | undefined
+): Omit<Timing, "leaseMillis"> => {
   const staleOn = stale !== false
-  const windowMillis = !staleOn ? 0 : stale === true ? freshMillis : Duration.toMillis(stale as Duration.Duration)
+  const staleMillis = !staleOn ? 0 : stale === true ? freshMillis : Duration.toMillis(stale as Duration.Duration)
+  const keepMillis =
+    failSafeMillis === undefined || staleMillis === undefined ? staleMillis : Math.max(staleMillis, failSafeMillis)
   return {
     staleOn,
     freshMillis,
-    lifeMillis: freshMillis === undefined || windowMillis === undefined ? undefined : freshMillis + windowMillis,
-    leaseMillis: Math.max(1, Math.ceil(Duration.toMillis(node.leaseTtl ?? settings.leaseTtl)))
+    staleMillis,
+    failSafeMillis,
+    lifeMillis: freshMillis === undefined || keepMillis === undefined ? undefined : freshMillis + keepMillis
   }
+}
+
+/**
+ * How long one loaded value lives: the node's timing, or for a node whose ttl is a function of the value, what
+ * that function says (a throw or a bad duration fails, and the value is not stored).
+ */
+const fillTiming = (
+  instance: Node.Instance,
+  settings: Settings,
+  timing: Timing,
+  value: unknown
+): Exit.Exit<{ readonly freshMillis: number | undefined; readonly lifeMillis: number | undefined }, InvalidFields> => {
+  const ttlOf = instance.node.ttlOf
+  if (ttlOf === undefined) return Exit.succeed(timing)
+  return Exit.map(
+    runCallback(
+      instance.node.name,
+      "ttl function",
+      () => ttlOf(value, instance.fields),
+      (ttl) => {
+        if (ttl === undefined || ttl === null) return undefined
+        const duration = Duration.fromInput(ttl as Duration.Input)
+        if (Option.isNone(duration) || !Duration.isFinite(duration.value) || Duration.toMillis(duration.value) <= 0)
+          return "did not return a finite duration above zero, null or undefined"
+        return Duration.toMillis(duration.value) > 10 * 365 * 24 * 3600 * 1000
+          ? "returned more than ten years"
+          : undefined
+      }
+    ),
+    (ttl) => {
+      if (ttl === undefined) return timing
+      const stale = instance.node.stale === undefined ? settings.stale : instance.node.stale
+      return lifeOf(
+        ttl === null ? undefined : Math.ceil(Duration.toMillis(Duration.fromInputUnsafe(ttl as Duration.Input))),
+        stale,
+        timing.failSafeMillis
+      )
+    }
+  )
 }
 
 const tagSetsByNode = new WeakMap<Node.Node, CacheStore.Sets>()
@@ -137,6 +206,10 @@ interface Call<A, E, R> {
   readonly timing: Timing
   readonly metrics: Metrics.NodeMetrics
   readonly strict: boolean
+  /** `Memo.refresh`: load even when a value is found, leaving it in place for stale readers meanwhile. */
+  readonly refresh: boolean
+  /** The last value seen, kept for a fail-safe answer when this caller's load fails or is slow. */
+  fallback: { readonly value: A } | undefined
 }
 
 type Result<A, E> = Effect.Effect<Served<A>, E | CacheStoreError, any>
@@ -164,9 +237,13 @@ const timed = <A, E, R>(call: Call<A, E, R>, load: Effect.Effect<A, E, R>) =>
     const start = performance.now()
     return load.pipe(
       Effect.onExit(() => call.metrics.loadDuration(performance.now() - start)),
-      Effect.withSpan("cacheme.load", {
-        attributes: { "cacheme.node": call.instance.node.name, "cacheme.key": call.instance.key }
-      })
+      Effect.withSpan(
+        "cacheme.load",
+        {
+          attributes: { "cacheme.node": call.instance.node.name, "cacheme.key": call.instance.key }
+        },
+        { captureStackTrace: false }
+      )
     )
   })
 
@@ -176,7 +253,7 @@ const loadOnly = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Served<A>, E, R> 
     const source: Source = { request: ++requests, token: undefined, stamps: undefined }
     return Effect.andThen(
       call.metrics.load,
-      Effect.map(timed(call, call.load), (value) => ({ value, source }))
+      Effect.map(timed(call, call.load), (value): Served<A> => ({ value, source, outcome: "miss" }))
     )
   })
 
@@ -185,7 +262,7 @@ const loadOnly = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Served<A>, E, R> 
  * invalidated since the lookup. A failed load is never cached: the lease is given up (and the stamps it made
  * dropped), so the next caller loads at once.
  */
-const loadAndFill = <A, E, R>(
+const loadThenFill = <A, E, R>(
   call: Call<A, E, R>,
   token: string,
   leased: Extract<CacheStore.Leasing, { readonly _tag: "Leased" }>
@@ -223,17 +300,93 @@ const loadAndFill = <A, E, R>(
       )
       return exit.value
     }
+    const cacheWhen = instance.node.options.cacheWhen
+    const wanted =
+      cacheWhen === undefined
+        ? Exit.succeed(true)
+        : runCallback(instance.node.name, "cacheWhen", () => cacheWhen(exit.value, instance.fields) === true)
+    type Life = Exit.Exit<
+      { readonly freshMillis: number | undefined; readonly lifeMillis: number | undefined } | undefined,
+      InvalidFields
+    >
+    const life: Life = Exit.isFailure(wanted)
+      ? (wanted as Exit.Exit<never, InvalidFields>)
+      : wanted.value
+        ? fillTiming(instance, call.settings, timing, exit.value)
+        : Exit.succeed(undefined)
+    if (Exit.isFailure(life) || life.value === undefined) {
+      yield* release
+      if (Exit.isFailure(life))
+        yield* Effect.logError("effect-cacheme: not cached").pipe(
+          Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(life.cause) })
+        )
+      return exit.value
+    }
     yield* attempt(
       call,
-      store.fill(instance.key, token, sets, leased.stamps, {
-        value: encoded.value,
-        freshMillis: timing.freshMillis,
-        lifeMillis: timing.lifeMillis
-      }),
+      store
+        .fill(instance.key, token, sets, leased.stamps, {
+          value: encoded.value,
+          freshMillis: life.value.freshMillis,
+          lifeMillis: life.value.lifeMillis
+        })
+        .pipe(
+          Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
+          Effect.withSpan(
+            "cacheme.fill",
+            {
+              attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }
+            },
+            { captureStackTrace: false }
+          )
+        ),
       Effect.succeed(false)
     )
     return exit.value
   }).pipe(Effect.onInterrupt(() => release))
+}
+
+/**
+ * Loads and fills as the lease holder. With a fail-safe value at hand, a failed load (or one slower than the
+ * node's soft timeout) is answered with that value instead; a slow load goes on in the store's scope and stores
+ * its value when it ends.
+ */
+const loadAndFill = <A, E, R>(
+  call: Call<A, E, R>,
+  token: string,
+  leased: Extract<CacheStore.Leasing, { readonly _tag: "Leased" }>
+): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }, E | CacheStoreError, R> => {
+  const loaded = loadThenFill(call, token, leased)
+  const fallback = call.fallback
+  const failSafe = call.instance.node.failSafe
+  if (fallback === undefined || failSafe === undefined)
+    return Effect.map(loaded, (value) => ({ value, outcome: "miss" as const }))
+  const rescue = (why: string): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }> =>
+    call.metrics.failSafe.pipe(
+      Effect.andThen(
+        Effect.logWarning(`effect-cacheme: ${why}; serving the fail-safe value`).pipe(
+          Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key })
+        )
+      ),
+      Effect.as({ value: fallback.value, outcome: "failSafe" as const })
+    )
+  const settle = (
+    exit: Exit.Exit<A, E | CacheStoreError>
+  ): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }, E | CacheStoreError> =>
+    Exit.isSuccess(exit)
+      ? Effect.succeed({ value: exit.value, outcome: "miss" as const })
+      : Cause.hasInterruptsOnly(exit.cause)
+        ? (exit as Exit.Exit<never>)
+        : rescue(`the load failed (${Cause.pretty(exit.cause).split("\n")[0]})`)
+  if (failSafe.softTimeout === undefined) return Effect.flatMap(Effect.exit(loaded), settle)
+  const softTimeout = failSafe.softTimeout
+  return Effect.flatMap(Effect.forkIn(loaded, call.store.scope), (fiber) =>
+    Fiber.await(fiber).pipe(
+      Effect.timeoutOption(softTimeout),
+      Effect.flatMap((exit) => (Option.isSome(exit) ? settle(exit.value) : rescue("the load passed its soft timeout"))),
+      Effect.onInterrupt(() => Fiber.interrupt(fiber))
+    )
+  )
 }
 
 /**
@@ -269,7 +422,7 @@ const refreshInBackground = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View
         call.timing.leaseMillis,
         call.timing.lifeMillis
       )
-      if (leasing._tag === "Leased") yield* loadAndFill({ ...call, strict: false }, token, leasing)
+      if (leasing._tag === "Leased") yield* loadThenFill({ ...call, strict: false }, token, leasing)
     }).pipe(
       Effect.catchCause((cause) =>
         Effect.logWarning("effect-cacheme: background refresh failed").pipe(
@@ -298,6 +451,14 @@ type Step<A> =
   | { readonly _tag: "Miss"; readonly view: CacheStore.View; readonly request: number }
   | { readonly _tag: "StoreDown" }
 
+/**
+ * Whether a value stale for `staleFor` millis is served: the entry's life bounds the stale window by itself,
+ * except where a fail-safe window keeps entries longer.
+ */
+const servesStale = (timing: Timing, staleFor: number): boolean =>
+  timing.staleOn &&
+  (timing.failSafeMillis === undefined || timing.staleMillis === undefined || staleFor < timing.staleMillis)
+
 /** Looks the key up and decides what the lookup means for this call. */
 const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreError, R> =>
   Effect.suspend(() => {
@@ -315,19 +476,24 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
           case "Hit": {
             const decoded = Codec.decode<A>(call.instance.node, lookup.value)
             if (decoded._tag === "Value")
-              return Effect.as(call.metrics.hit, { _tag: "Done", served: { value: decoded.value, source } })
+              return Effect.as(call.metrics.hit, {
+                _tag: "Done",
+                served: { value: decoded.value, source, outcome: "hit" }
+              })
             return Effect.as(logUnreadable(call, decoded), { _tag: "Unreadable" })
           }
           case "Stale": {
             const decoded = Codec.decode<A>(call.instance.node, lookup.value)
-            if (decoded._tag === "Value" && call.timing.staleOn) {
-              const served: Step<A> = { _tag: "Done", served: { value: decoded.value, source } }
+            if (decoded._tag === "Value" && !call.refresh && servesStale(call.timing, lookup.staleFor)) {
+              const served: Step<A> = { _tag: "Done", served: { value: decoded.value, source, outcome: "stale" } }
               const answer = Effect.as(call.metrics.stale, served)
               return lookup.view.holder === undefined
                 ? Effect.andThen(refreshInBackground(call, lookup.view), answer)
                 : answer
             }
-            // An unusable stale value is overwritten by the next fill.
+            // Kept for a fail-safe answer if this caller's load fails; else overwritten by the next fill.
+            if (decoded._tag === "Value" && call.timing.failSafeMillis !== undefined)
+              call.fallback = { value: decoded.value }
             const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
             return Effect.as(logged, { _tag: "Miss", view: lookup.view, request })
           }
@@ -389,7 +555,8 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, request
         if (Exit.isSuccess(exit)) {
           const served = exit.value as Served<A>
           // A follower got its value without loading: it counts as a hit.
-          if (admissible(served.source, request, view)) return Effect.as(call.metrics.hit, served)
+          if (admissible(served.source, request, view))
+            return Effect.as(call.metrics.hit, { ...served, outcome: "joined" as const })
           return serve(call)
         }
         return Cause.hasFails(exit.cause) && Cause.squash(exit.cause) === Retry
@@ -432,7 +599,7 @@ const acquire = <A, E, R>(
           token,
           call.sets,
           view,
-          "replace",
+          call.refresh ? "keep" : "replace",
           call.timing.leaseMillis,
           call.timing.lifeMillis
         ),
@@ -451,7 +618,7 @@ const acquire = <A, E, R>(
           call.metrics.miss,
           Effect.map(
             loadAndFill(call, token, leasing),
-            (value): Acquired<A> => ({ _tag: "Served", served: { value, source } })
+            ({ value, outcome }): Acquired<A> => ({ _tag: "Served", served: { value, source, outcome } })
           )
         )
       }
@@ -516,31 +683,115 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
     }
   })
 
+/** A hook (`onHit`, `onMiss`) run so that it can never fail or break the read: a failure is logged. */
+const runHook = (
+  instance: Node.Instance,
+  hook: ((event: Node.Event<any, any>) => Effect.Effect<void, unknown>) | undefined,
+  value: unknown
+): Effect.Effect<void> =>
+  hook === undefined
+    ? Effect.void
+    : Effect.suspend(() => hook({ node: instance.node.name, key: instance.key, fields: instance.fields, value })).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.void
+            : Effect.logWarning("effect-cacheme: a read hook failed").pipe(
+                Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(cause) })
+              )
+        )
+      )
+
+/** After a read: its outcome on its span (when traced), and the node's hook for it. */
+const afterRead = <A>(instance: Node.Instance, served: Served<A>, traced: boolean): Effect.Effect<void> => {
+  const { onHit, onMiss } = instance.node.options
+  const annotate = traced ? Effect.annotateCurrentSpan("cacheme.outcome", served.outcome) : Effect.void
+  switch (served.outcome) {
+    case "hit":
+    case "stale":
+    case "joined":
+      return onHit === undefined ? annotate : Effect.andThen(annotate, runHook(instance, onHit, served.value))
+    case "miss":
+      return onMiss === undefined ? annotate : Effect.andThen(annotate, runHook(instance, onMiss, served.value))
+    default:
+      return annotate
+  }
+}
+
+/** The store and settings a call runs under; `undefined` when the cache is off or the instance skips it. */
+const withStore = <B, E, R>(
+  instance: Node.Instance,
+  f: (store: Store, settings: Settings) => Effect.Effect<B, E, R>,
+  bypass: Effect.Effect<B, E, R>
+): Effect.Effect<B, E, R | CacheStore.CacheStore> =>
+  Effect.flatMap(CachemeConfig, (settings) => {
+    if (!settings.enabled || instance.skip) return bypass
+    return Effect.flatMap(CacheStore.CacheStore, (store) =>
+      store.prefixSource === "settings" && store.prefix !== settings.prefix
+        ? Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
+        : f(store, settings)
+    )
+  })
+
+const makeCall = <A, E, R>(
+  load: Effect.Effect<A, E, R>,
+  instance: Node.Instance,
+  store: Store,
+  settings: Settings,
+  strict: boolean,
+  refresh: boolean
+): Call<A, E, R> => ({
+  load,
+  instance,
+  sets: setsOf(instance),
+  store,
+  settings,
+  timing: timingOf(instance.node, settings),
+  metrics: Metrics.forNode(instance.node.name),
+  strict,
+  refresh,
+  fallback: undefined
+})
+
+/**
+ * Runs `body` in a span named `name` when the program has a tracer (one other than Effect's native tracer, e.g.
+ * `@effect/opentelemetry`'s); without one no span is made, so that a hit stays a few microseconds.
+ */
+const traced = <A, E, R>(
+  name: string,
+  instance: Node.Instance,
+  body: (traced: boolean) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.tracer, (tracer) =>
+    tracer === Tracer.nativeTracer
+      ? body(false)
+      : body(true).pipe(
+          Effect.withSpan(
+            name,
+            {
+              attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }
+            },
+            { captureStackTrace: false }
+          )
+        )
+  )
+
 const run = <A, E, R>(
   load: Effect.Effect<A, E, R>,
   instance: Node.Instance,
-  strict: boolean
+  strict: boolean,
+  refresh = false
 ): Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore> =>
-  Effect.flatMap(CachemeConfig, (settings) => {
-    if (!settings.enabled || instance.skip) return load
-    return Effect.flatMap(CacheStore.CacheStore, (store) =>
-      store.prefixSource === "settings" && store.prefix !== settings.prefix
-        ? CacheStore.checkPrefix(store, settings)
-        : Effect.map(
-            serve({
-              load,
-              instance,
-              sets: setsOf(instance),
-              store,
-              settings,
-              timing: timingOf(instance.node, settings),
-              metrics: Metrics.forNode(instance.node.name),
-              strict
-            }),
-            (served) => served.value
-          )
-    ) as Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore>
-  })
+  traced(refresh ? "cacheme.refresh" : "cacheme.read", instance, (traced) =>
+    withStore(
+      instance,
+      (store, settings): Effect.Effect<A, E | CacheStoreError, R> => {
+        const call = makeCall(load, instance, store, settings, strict, refresh)
+        const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
+        return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
+      },
+      traced ? Effect.tap(load, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : load
+    )
+  )
 
 /**
  * Reads through the cache: the value of `instance` if cached, else the effect's value, stored for next time.
@@ -621,6 +872,159 @@ export const fn =
   ) =>
   (fields: Schema.Struct.Type<F>): Effect.Effect<V["Type"], E | InvalidFields, R | CacheStore.CacheStore> =>
     Effect.flatMap(node.makeExit(fields), (instance) => cached(f(instance.fields), instance))
+
+/**
+ * A value given to {@link set} that cannot be stored: it does not match the node's value Schema, it is larger
+ * than `maxValueBytes`, or the node's ttl function fails on it. Nothing was changed.
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export class InvalidValue extends Schema.TaggedError<InvalidValue>()("InvalidValue", {
+  node: Schema.String,
+  key: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Reads an entry without loading it: `Some` with a fresh value (or a stale one, for a node that serves stale
+ * values within its window), `None` on a miss, an unreadable entry, or when the cache is off or skips the
+ * instance. A store failure is a `CacheStoreError`.
+ *
+ * @category operations
+ * @since 0.2.0
+ */
+export const get = <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
+  instance: Node.Instance<F, V>
+): Effect.Effect<Option.Option<V["Type"]>, CacheStoreError, CacheStore.CacheStore> =>
+  traced("cacheme.get", instance, () =>
+    withStore(
+      instance,
+      (store, settings) => {
+        const timing = timingOf(instance.node, settings)
+        return Effect.map(
+          store.lookup(instance.key, setsOf(instance), timing.leaseMillis),
+          (lookup): Option.Option<V["Type"]> => {
+            if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
+              return Option.none()
+            const decoded = Codec.decode<V["Type"]>(instance.node, lookup.value)
+            return decoded._tag === "Value" ? Option.some(decoded.value) : Option.none()
+          }
+        )
+      },
+      Effect.succeed(Option.none())
+    )
+  )
+
+/**
+ * Whether the entry holds a value {@link get} would return.
+ *
+ * @category operations
+ * @since 0.2.0
+ */
+export const has = (instance: Node.Instance): Effect.Effect<boolean, CacheStoreError, CacheStore.CacheStore> =>
+  Effect.map(get(instance), Option.isSome)
+
+/**
+ * Stores a value for an entry, as a load would: under the key's lease, with the stamps its groups and tags have
+ * now, so an invalidation that lands meanwhile wins. A load under way when `set` starts loses its lease (its
+ * value, read earlier, is not stored over this one). Returns whether the value was stored: `false` when a
+ * committing write holds one of the entry's sets (see `Invalidator`'s holds) or loads that started after this
+ * call kept taking the key. The node's `cacheWhen` does not apply (the caller chose to store it).
+ *
+ * @category operations
+ * @since 0.2.0
+ */
+export const set: {
+  <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
+    value: V["Type"]
+  ): (instance: Node.Instance<F, V>) => Effect.Effect<boolean, CacheStoreError | InvalidValue, CacheStore.CacheStore>
+  <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
+    instance: Node.Instance<F, V>,
+    value: V["Type"]
+  ): Effect.Effect<boolean, CacheStoreError | InvalidValue, CacheStore.CacheStore>
+} = dual(
+  2,
+  (
+    instance: Node.Instance,
+    value: unknown
+  ): Effect.Effect<boolean, CacheStoreError | InvalidValue, CacheStore.CacheStore> =>
+    traced("cacheme.set", instance, () =>
+      withStore(
+        instance,
+        (store, settings) =>
+          Effect.gen(function* () {
+            const invalid = (message: string) =>
+              new InvalidValue({ node: instance.node.name, key: instance.key, message })
+            const encoded = Codec.encode(instance.node, value)
+            if (Exit.isFailure(encoded))
+              return yield* invalid(`does not match the node's value Schema: ${Cause.pretty(encoded.cause)}`)
+            const bytes = Buffer.byteLength(encoded.value)
+            if (bytes > settings.maxValueBytes)
+              return yield* invalid(`${bytes} bytes, more than maxValueBytes (${settings.maxValueBytes})`)
+            const timing = timingOf(instance.node, settings)
+            const life = fillTiming(instance, settings, timing, value)
+            if (Exit.isFailure(life)) return yield* invalid(Cause.pretty(life.cause))
+            const sets = setsOf(instance)
+            const key = instance.key
+            for (let attempt = 0; attempt < 3; attempt++) {
+              let lookup = yield* store.lookup(key, sets, timing.leaseMillis)
+              if (lookup._tag === "Hit" || lookup.view.holder !== undefined) {
+                // Void the lease of a load under way (it read before this value) and drop the old value.
+                yield* store.invalidate([key], "hard")
+                lookup = yield* store.lookup(key, sets, timing.leaseMillis)
+                if (lookup._tag === "Hit") continue
+              }
+              if (lookup.view.held) return false
+              if (lookup.view.holder !== undefined) continue
+              const token = newToken()
+              const leasing = yield* store.lease(
+                key,
+                token,
+                sets,
+                lookup.view,
+                "replace",
+                timing.leaseMillis,
+                life.value.lifeMillis
+              )
+              if (leasing._tag !== "Leased") continue
+              if (leasing.held) {
+                yield* store.release(key, token, sets, leasing.stamps, leasing.created)
+                return false
+              }
+              return yield* store.fill(key, token, sets, leasing.stamps, {
+                value: encoded.value,
+                freshMillis: life.value.freshMillis,
+                lifeMillis: life.value.lifeMillis
+              })
+            }
+            return false
+          }),
+        Effect.succeed(false)
+      )
+    )
+)
+
+/**
+ * Loads the entry again and stores the new value, even when a fresh value is cached; returns the new value.
+ * The entry is first invalidated softly (a load under way loses its lease): readers of a node that serves stale
+ * values keep getting the current value until the new one lands, others wait for it as on a miss. Store
+ * failures surface as a `CacheStoreError`.
+ *
+ * @category operations
+ * @since 0.2.0
+ */
+export const refresh: {
+  <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
+    instance: Node.Instance<F, V>
+  ): <A extends V["Type"], E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
+  <A extends V["Type"], E, R, F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
+    self: Effect.Effect<A, E, R>,
+    instance: Node.Instance<F, V>
+  ): Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(self, instance, true, true))
 
 /**
  * Invalidates one entry; returns 1 when it held a value, else 0.

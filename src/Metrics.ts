@@ -28,6 +28,11 @@ export const oversized = counter(
   "Loaded values larger than maxValueBytes, returned but not stored"
 )
 /** @category metrics */
+export const failSafeServed = counter(
+  "cacheme_fail_safe_served",
+  "Reads answered by a fail-safe value because the load failed or passed its soft timeout"
+)
+/** @category metrics */
 const loadBoundaries = Metric.exponentialBoundaries({ start: 1, factor: 2, count: 14 })
 /** @category metrics */
 export const loadDuration = Metric.histogram("cacheme_load_duration_ms", {
@@ -44,6 +49,7 @@ export interface NodeMetrics {
   readonly herdWait: Effect.Effect<void>
   readonly storeError: Effect.Effect<void>
   readonly oversized: Effect.Effect<void>
+  readonly failSafe: Effect.Effect<void>
   readonly loadDuration: (millis: number) => Effect.Effect<void>
 }
 
@@ -75,6 +81,7 @@ export const forNode = (node: string): NodeMetrics => {
       herdWait: bump(herdWaits),
       storeError: bump(storeErrors),
       oversized: bump(oversized),
+      failSafe: bump(failSafeServed),
       loadDuration: (millis) => Metric.update(duration, millis)
     }
     byNode.set(node, metrics)
@@ -97,6 +104,8 @@ export interface Stats {
   readonly herdWaits: number
   readonly storeErrors: number
   readonly oversized: number
+  /** Reads answered by a fail-safe value. */
+  readonly failSafeServed: number
   /** hits + stale served over all reads; 0 without reads. */
   readonly hitRatio: number
   /** Mean load time in milliseconds; 0 without loads. */
@@ -113,14 +122,15 @@ export const stats = Effect.fnUntraced(function* (node: string) {
   const attributes = { node }
   const count = (metric: Metric.Counter<number>) =>
     Effect.map(Metric.value(Metric.withAttributes(metric, attributes)), (state) => Number(state.count))
-  const [h, m, s, l, w, e, o] = yield* Effect.all([
+  const [h, m, s, l, w, e, o, f] = yield* Effect.all([
     count(hits),
     count(misses),
     count(staleServed),
     count(loads),
     count(herdWaits),
     count(storeErrors),
-    count(oversized)
+    count(oversized),
+    count(failSafeServed)
   ])
   const durations = yield* Metric.value(Metric.withAttributes(loadDuration, attributes))
   const reads = h + m + s
@@ -133,6 +143,7 @@ export const stats = Effect.fnUntraced(function* (node: string) {
     herdWaits: w,
     storeErrors: e,
     oversized: o,
+    failSafeServed: f,
     hitRatio: reads === 0 ? 0 : (h + s) / reads,
     meanLoadMillis: durations.count === 0 ? 0 : durations.sum / durations.count
   }

@@ -69,8 +69,12 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
   readonly value: V
   /** The entry key (prefix excluded). Default: the node name and the field values joined by `:`. */
   readonly key?: ((fields: Schema.Struct.Type<F>) => string) | undefined
-  /** Time to live; `null` keeps entries until invalidated; absent uses the configured default. */
-  readonly ttl?: Duration.Input | null | undefined
+  /**
+   * Time to live; `null` keeps entries until invalidated; absent uses the configured default. A function of the
+   * loaded value (and the fields) decides it per entry; it returns a duration, `null` (no expiry) or `undefined`
+   * (the configured default).
+   */
+  readonly ttl?: Duration.Input | null | TtlFunction<Schema.Struct.Type<F>, V["Type"]> | undefined
   /**
    * Serve the previous value while one caller refreshes it. `true` keeps a stale value for one more `ttl`
    * (for ever without ttl), a duration sets that window, `false` never serves stale. Absent: the configured default.
@@ -82,6 +86,22 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
   readonly tags?: ReadonlyArray<string> | undefined
   /** The dependency groups of an entry, known from its fields before the value is loaded. */
   readonly invalidatedBy?: ((fields: Schema.Struct.Type<F>) => ReadonlyArray<InvalidNode.Instance>) | undefined
+  /** Store a loaded value only when this returns true (e.g. not an empty list); it is returned either way. */
+  readonly cacheWhen?: ((value: V["Type"], fields: Schema.Struct.Type<F>) => boolean) | undefined
+  /**
+   * Runs on every read answered from the cache (fresh, stale or from another caller's load in this process).
+   * It cannot fail the read: a failure or defect is logged and dropped.
+   */
+  readonly onHit?: ((event: Event<Schema.Struct.Type<F>, V["Type"]>) => Effect.Effect<void, unknown>) | undefined
+  /** Runs after this caller loaded the value (a miss). It cannot fail the read either. */
+  readonly onMiss?: ((event: Event<Schema.Struct.Type<F>, V["Type"]>) => Effect.Effect<void, unknown>) | undefined
+  /**
+   * Fail-safe: keep each value `window` beyond its life, and when a load fails (or runs longer than
+   * `softTimeout`, if set) serve that last value instead, counted and logged; a timed-out load goes on in the
+   * background and stores its value when it ends. A hard timeout is the loader's own (`Effect.timeout`): its
+   * failure is answered from the fail-safe value too.
+   */
+  readonly failSafe?: { readonly window: Duration.Input; readonly softTimeout?: Duration.Input | undefined } | undefined
   /** Bypass the cache for all entries (`true`) or for the fields the predicate accepts. */
   readonly skip?: boolean | ((fields: Schema.Struct.Type<F>) => boolean) | undefined
   /** How long a loader's lease lasts; absent uses the configured `leaseTtl`. */
@@ -106,8 +126,14 @@ export interface Node<F extends Schema.Struct.Fields = any, V extends ValueSchem
   readonly name: string
   readonly fields: Schema.Struct<F>
   readonly value: V
-  /** `undefined`: the configured default; `null`: no expiry. */
+  /** `undefined`: the configured default (or decided per value by {@link ttlOf}); `null`: no expiry. */
   readonly ttl: Duration.Duration | null | undefined
+  /** The time to live as a function of the value, when the node has one. */
+  readonly ttlOf: TtlFunction<any, V["Type"]> | undefined
+  /** The fail-safe window and soft timeout, when the node has them. */
+  readonly failSafe:
+    | { readonly window: Duration.Duration; readonly softTimeout: Duration.Duration | undefined }
+    | undefined
   /** `undefined`: the configured default. */
   readonly stale: boolean | Duration.Duration | undefined
   readonly version: string
@@ -118,7 +144,8 @@ export interface Node<F extends Schema.Struct.Fields = any, V extends ValueSchem
   readonly stamp: string
   /** The JSON codec of the value Schema. */
   readonly codec: Schema.Codec<V["Type"], unknown>
-  readonly options: Options<F, V>
+  /** The options the node was made with (typed loosely: its callbacks are called by the cache only). */
+  readonly options: Options<any, any>
   /** One entry of this node; throws {@link InvalidFields} when the fields do not match their Schema. */
   make(fields: Schema.Struct.Type<F>): Instance<F, V>
   /** One entry from untrusted (encoded) input, with a typed error instead of a throw. */
@@ -140,6 +167,27 @@ export interface Instance<F extends Schema.Struct.Fields = any, V extends ValueS
   readonly groups: ReadonlyArray<InvalidNode.Instance>
   /** Whether this entry bypasses the cache (`skip`). */
   readonly skip: boolean
+}
+
+/**
+ * A time to live decided from the loaded value: a duration, `null` (no expiry) or `undefined` (the default).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type TtlFunction<Fields, Value> = (value: Value, fields: Fields) => Duration.Input | null | undefined
+
+/**
+ * What `onHit` and `onMiss` receive.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface Event<Fields, Value> {
+  readonly node: string
+  readonly key: string
+  readonly fields: Fields
+  readonly value: Value
 }
 
 /** The cached value type of a node or instance. */
@@ -227,7 +275,22 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
   const version = options.version === undefined ? "0" : String(options.version)
   const tags = [name, ...(options.tags ?? []).filter((tag) => tag !== name)]
   const skip = options.skip ?? false
-  const ttl = options.ttl === undefined ? undefined : options.ttl === null ? null : toDuration(name, "ttl", options.ttl)
+  const ttl =
+    options.ttl === undefined || typeof options.ttl === "function"
+      ? undefined
+      : options.ttl === null
+        ? null
+        : toDuration(name, "ttl", options.ttl)
+  const failSafe =
+    options.failSafe === undefined
+      ? undefined
+      : {
+          window: toDuration(name, "failSafe.window", options.failSafe.window),
+          softTimeout:
+            options.failSafe.softTimeout === undefined
+              ? undefined
+              : toDuration(name, "failSafe.softTimeout", options.failSafe.softTimeout)
+        }
   const stale =
     options.stale === undefined || typeof options.stale === "boolean"
       ? options.stale
@@ -268,6 +331,8 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
     fields,
     value: options.value,
     ttl,
+    ttlOf: typeof options.ttl === "function" ? options.ttl : undefined,
+    failSafe,
     stale,
     version,
     tags,

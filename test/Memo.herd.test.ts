@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { uniquePrefix } from "./support/backends.ts"
-import { deleteRedisPrefix, missing, Redis } from "./support/services.ts"
+import { deleteRedisPrefix, lastJson, missing, Redis } from "./support/services.ts"
 
 const run = promisify(execFile)
 const skip = await missing(Redis)
@@ -50,7 +50,7 @@ describe.skipIf(skip)("Memo herds across processes, slow loads", () => {
             ),
             { concurrency: 4 }
           )
-          const results = processes.flatMap(({ stdout }) => JSON.parse(stdout) as Array<Result>)
+          const results = processes.flatMap(({ stdout }) => lastJson<Array<Result>>(stdout))
           assert.strictEqual(results.length, 1000)
           assert.isTrue(results.every((result) => result.value === 99))
           assert.strictEqual(yield* loaderRuns(prefix), 1)
@@ -92,7 +92,7 @@ describe.skipIf(skip)("Memo herds across processes, slow loads", () => {
         holder.kill("SIGKILL")
         const { stdout } = yield* Fiber.join(b)
         const answeredAfter = Date.now() - killedAt
-        const results = JSON.parse(stdout) as Array<Result>
+        const results = lastJson<Array<Result>>(stdout)
         assert.strictEqual(results.length, 50)
         assert.isTrue(results.every((result) => result.value === 99))
         // A's load, then one load of B's after A's lease lapsed: not one per caller.

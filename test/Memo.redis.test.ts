@@ -8,7 +8,7 @@ import { Effect, Layer, Ref, Schedule, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore, Memo, Metrics, Node } from "../src/index.ts"
 import { uniquePrefix } from "./support/backends.ts"
-import { missing, Redis } from "./support/services.ts"
+import { lastJson, missing, Redis } from "./support/services.ts"
 
 const run = promisify(execFile)
 const skip = await missing(Redis)
@@ -25,7 +25,7 @@ describe.skipIf(skip)("Memo on Redis", () => {
             run(process.execPath, ["test/fixtures/herd-worker.ts", Redis.url, prefix, String(calls), String(startAt)])
           )
         const [a, b] = yield* Effect.all([worker(100), worker(100)], { concurrency: 2 })
-        const values = [...JSON.parse(a.stdout), ...JSON.parse(b.stdout)] as Array<number>
+        const values = [...lastJson<Array<number>>(a.stdout), ...lastJson<Array<number>>(b.stdout)]
         assert.strictEqual(values.length, 200)
         assert.isTrue(values.every((value) => value === 99))
         const client = new IORedis(Redis.url)

@@ -348,7 +348,9 @@ export const judge = (
           parsed.holder !== undefined && leaseIsLive(parsed.leaseUntil, now, leaseMillis) ? parsed.holder : undefined,
         held
       }
-      return check === "Dead" ? { _tag: "Miss", view } : { _tag: "Stale", value: parsed.body.value, view }
+      if (check === "Dead") return { _tag: "Miss", view }
+      const staleFor = parsed.freshUntil === undefined ? 0 : Math.max(0, now - parsed.freshUntil)
+      return { _tag: "Stale", value: parsed.body.value, view, staleFor }
     }
   }
 }

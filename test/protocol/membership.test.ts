@@ -38,7 +38,7 @@ import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
 import { G1, G2, memberSettings, random, readMember } from "../fixtures/membership-worker.ts"
 import { uniquePrefix } from "../support/backends.ts"
-import { deleteRedisPrefix, missing, Redis } from "../support/services.ts"
+import { deleteRedisPrefix, lastJson, missing, Redis } from "../support/services.ts"
 
 const skip = await missing(Redis)
 
@@ -436,7 +436,7 @@ describe.skipIf(skip)("group and tag membership under interleavings (Redis, two 
         )
         const { stdout, stderr } = worker.output()
         assert.strictEqual(code, 0, `the worker did not stop cleanly (${code}): ${stderr}`)
-        const { reads, loads } = JSON.parse(stdout) as { reads: number; loads: number }
+        const { reads, loads } = lastJson<{ reads: number; loads: number }>(stdout)
         assert.isAbove(reads, 0, "the worker read while the invalidations ran")
         yield* h.checkUndisturbed
         assert.strictEqual(

@@ -77,3 +77,12 @@ export const deleteRedisPrefix = async (prefix: string, url = Redis.url): Promis
   }
   return deleted
 }
+
+/**
+ * The JSON a worker process printed as its last line: logs (a warning written to stdout under a loaded machine)
+ * may come before it.
+ */
+export const lastJson = <A>(stdout: string): A => {
+  const lines = stdout.trim().split("\n")
+  return JSON.parse(lines[lines.length - 1] ?? "") as A
+}
