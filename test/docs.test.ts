@@ -64,12 +64,16 @@ const selfTest = {
       "  ```",
       "",
       "```ts name=second continues=base",
+      'import { Effect } from "effect"',
       "export const half = answer / 2",
       "export const wrong: string = half",
       "```",
       "",
       "```ts continues=second",
-      "export const both = answer + half",
+      'import { Effect, Schema } from "effect"',
+      'import type { Layer } from "effect"',
+      "export const both = answer + half + Effect.runSync(Effect.succeed(1))",
+      "export const layer: Layer.Layer<never> | Schema.Top | undefined = undefined",
       "```",
       "",
       "<!-- not-compiled: shell-like pseudo-code -->",
@@ -172,8 +176,9 @@ describe("the block checker", () => {
   })
 
   it("compiles a fragment after the block it continues, and reports errors at the fragment's lines", () => {
-    assert.deepStrictEqual(findingsOf("self-test/fragments.md").map(brief), ["self-test/fragments.md:13 TS2322"])
-    // The error of `second` is reported once, although `continues=second` compiles it again.
+    assert.deepStrictEqual(findingsOf("self-test/fragments.md").map(brief), ["self-test/fragments.md:14 TS2322"])
+    // The error of `second` is reported once, although `continues=second` compiles it again; the fragment's own
+    // imports that `second` made already (Effect) are dropped from the module, the new ones (Schema, Layer) kept.
     assert.strictEqual(findings.filter((finding) => finding.file === "self-test/fragments.md").length, 1)
     const blocks = selfTest.fragments.blocks
     assert.deepStrictEqual(
@@ -182,8 +187,8 @@ describe("the block checker", () => {
         [1, "base", undefined, undefined],
         [7, undefined, "base", undefined],
         [11, "second", "base", undefined],
-        [16, undefined, "second", undefined],
-        [22, undefined, undefined, "shell-like pseudo-code"]
+        [17, undefined, "second", undefined],
+        [26, undefined, undefined, "shell-like pseudo-code"]
       ]
     )
     // The indented block lost its list indentation.

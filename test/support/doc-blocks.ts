@@ -8,7 +8,8 @@
  *
  * - `name=<name>`: names it, so that a later block of the same file can continue it;
  * - `continues=<name>`: it is a fragment; it is compiled after the named block (and whatever that one
- *   continues), as one module.
+ *   continues), as one module. It may repeat imports of the blocks it continues (they are dropped from the
+ *   module, not from the page), so that every block can show all the imports a reader needs.
  *
  * A block right after `<!-- not-compiled: reason -->` (blank lines between allowed) is not compiled; the reason
  * is required. Any other `key=value` in the info string, an unknown name, a duplicate name, an unclosed fence or
@@ -268,6 +269,83 @@ export const compilerOptions = (root: string) => {
   }
 }
 
+interface Binding {
+  /** The module, type-only or not, the name imported and the local name. */
+  readonly key: string
+  readonly kind: "default" | "namespace" | "named"
+  /** How it reads inside the import clause. */
+  readonly text: string
+}
+
+const bindingsOf = (declaration: ts.ImportDeclaration): ReadonlyArray<Binding> => {
+  const module = (declaration.moduleSpecifier as ts.StringLiteral).text
+  const clause = declaration.importClause
+  if (clause === undefined) return [] // a side-effect import binds nothing
+  const typeOnly = clause.isTypeOnly ? "type " : ""
+  const bindings: Array<Binding> = []
+  if (clause.name !== undefined) {
+    const local = clause.name.text
+    bindings.push({ key: `${module}|${typeOnly}default|${local}`, kind: "default", text: local })
+  }
+  const named = clause.namedBindings
+  if (named !== undefined && ts.isNamespaceImport(named)) {
+    const local = named.name.text
+    bindings.push({ key: `${module}|${typeOnly}*|${local}`, kind: "namespace", text: `* as ${local}` })
+  } else if (named !== undefined) {
+    for (const element of named.elements) {
+      const imported = (element.propertyName ?? element.name).text
+      const type = typeOnly || (element.isTypeOnly ? "type " : "")
+      bindings.push({
+        key: `${module}|${type}${imported}|${element.name.text}`,
+        kind: "named",
+        text: element.getText()
+      })
+    }
+  }
+  return bindings
+}
+
+/** An import declaration binding only `kept` (empty when none is left). */
+const importOf = (declaration: ts.ImportDeclaration, kept: ReadonlyArray<Binding>): string => {
+  const clause = [
+    ...kept.filter((binding) => binding.kind !== "named").map((binding) => binding.text),
+    ...(kept.some((binding) => binding.kind === "named")
+      ? [
+          `{ ${kept
+            .filter((binding) => binding.kind === "named")
+            .map((binding) => binding.text)
+            .join(", ")} }`
+        ]
+      : [])
+  ]
+  if (clause.length === 0) return ""
+  const typeOnly = declaration.importClause?.isTypeOnly ? "type " : ""
+  return `import ${typeOnly}${clause.join(", ")} from ${declaration.moduleSpecifier.getText()}`
+}
+
+/**
+ * The code of a block in a chain, without the imports an earlier block of the chain made already: each block
+ * may show every import a reader needs, while the chain, compiled as one module, must not import a name twice.
+ * A removed import leaves blank lines, so lines keep their numbers.
+ */
+const withoutRepeatedImports = (block: Block, imported: Set<string>): string => {
+  const source = ts.createSourceFile("block.ts", block.code, ts.ScriptTarget.Latest, true)
+  const edits: Array<{ readonly start: number; readonly end: number; readonly text: string }> = []
+  for (const declaration of source.statements.filter(ts.isImportDeclaration)) {
+    const bindings = bindingsOf(declaration)
+    const kept = bindings.filter((binding) => !imported.has(binding.key))
+    for (const binding of bindings) imported.add(binding.key)
+    if (kept.length === bindings.length) continue
+    const start = declaration.getStart(source)
+    const newlines = block.code.slice(start, declaration.end).split("\n").length - 1
+    edits.push({ start, end: declaration.end, text: importOf(declaration, kept) + "\n".repeat(newlines) })
+  }
+  let code = block.code
+  // From the last edit up, so that earlier positions stay valid.
+  for (const edit of edits.reverse()) code = code.slice(0, edit.start) + edit.text + code.slice(edit.end)
+  return code
+}
+
 /** The chain a block is compiled with: the blocks it continues, outermost first, then itself. */
 const chainOf = (block: Block, named: ReadonlyMap<string, Block>): ReadonlyArray<Block> => {
   const chain: Array<Block> = [block]
@@ -305,8 +383,9 @@ export const compile = (
     const chain = chainOf(block, named)
     const text: Array<string> = []
     const lines: Array<{ block: Block; line: number }> = []
+    const imported = new Set<string>()
     for (const part of chain) {
-      const partLines = part.code.split("\n")
+      const partLines = withoutRepeatedImports(part, imported).split("\n")
       partLines.forEach((line, offset) => {
         text.push(line)
         lines.push({ block: part, line: part.fenceLine + 1 + offset })
