@@ -7,6 +7,7 @@
  * The checker checks itself too: made-up documents with known mistakes go through the same program, and their
  * diagnostics must come out at the right lines.
  */
+import { execFile } from "node:child_process"
 import { readFileSync, rmSync } from "node:fs"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -19,7 +20,9 @@ import {
   extract,
   type Finding,
   formatFinding,
-  formatProblem
+  formatProblem,
+  isProgram,
+  moduleOf
 } from "./support/doc-blocks.ts"
 
 const root = path.resolve(import.meta.dirname, "..")
@@ -153,6 +156,67 @@ describe("documentation", () => {
     for (const block of skipped) assert.isNotEmpty(block.notCompiled, `${block.file}:${block.fenceLine}`)
     assert.isAtMost(skipped.length, 3, skipped.map((block) => `${block.file}:${block.fenceLine}`).join(", "))
   })
+})
+
+/** The answer a program block announces in its `// main answers: <JSON>` line. */
+const announced = (block: Block): unknown => {
+  const line = /^\/\/ main answers: (.*)$/m.exec(block.code)
+  return line === null ? undefined : JSON.parse(line[1]!)
+}
+
+/** Runs a block's `main` in a process of its own (node names of different blocks may collide in one). */
+const run = (block: Block): Promise<{ readonly ok: boolean; readonly output: string; readonly error: string }> =>
+  new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(root, "test", "support", "run-main.ts"), moduleOf(block, directory)],
+      { cwd: root, timeout: 240_000, env: { ...process.env, NODE_NO_WARNINGS: "1" } },
+      (error, stdout, stderr) =>
+        resolve({ ok: error === null, output: stdout.trim(), error: `${error ?? ""}\n${stderr}` })
+    )
+  })
+
+describe("documentation examples", () => {
+  const guide = "docs/from-django-cacheme.md"
+
+  it("every example of the django-cacheme guide is a program that says what it answers", () => {
+    const blocks = real.blocks.filter((block) => block.file === guide)
+    assert.isAtLeast(blocks.length, 8)
+    for (const block of blocks) {
+      assert.isTrue(isProgram(block), `${guide}:${block.fenceLine} exports main`)
+      assert.isDefined(announced(block), `${guide}:${block.fenceLine} has a "// main answers: <JSON>" line`)
+    }
+  })
+
+  it("every block that exports main runs, and answers what it says", async () => {
+    const programs = real.blocks.filter((block) => block.notCompiled === undefined && isProgram(block))
+    assert.isAtLeast(programs.length, 9)
+    const failures: Array<string> = []
+    // Two at a time: the machine is shared.
+    const queue = [...programs]
+    const worker = async () => {
+      for (let block = queue.shift(); block !== undefined; block = queue.shift()) {
+        const result = await run(block)
+        const where = `${block.file}:${block.fenceLine}`
+        if (!result.ok) {
+          failures.push(`${where}: main failed\n${result.error.trim()}`)
+          continue
+        }
+        const expected = announced(block)
+        if (expected === undefined) continue
+        const answered = JSON.parse(result.output.split("\n").at(-1)!)
+        try {
+          assert.deepStrictEqual(answered, expected)
+        } catch {
+          failures.push(
+            `${where}: main answered ${JSON.stringify(answered)}, the block says ${JSON.stringify(expected)}`
+          )
+        }
+      }
+    }
+    await Promise.all([worker(), worker()])
+    assert.deepStrictEqual(failures, [], `\n${failures.join("\n")}\n`)
+  }, 600_000)
 })
 
 describe("the block checker", () => {

@@ -346,6 +346,13 @@ const withoutRepeatedImports = (block: Block, imported: Set<string>): string => 
   return code
 }
 
+/** Where {@link compile} writes the module of a block. */
+export const moduleOf = (block: Block, directory: string): string =>
+  path.join(directory, `${block.file.replace(/[^\w.-]+/g, "_")}.L${block.fenceLine}.ts`)
+
+/** Whether a block exports `main`: an example meant to be run, not only compiled. */
+export const isProgram = (block: Block): boolean => /^export const main\b/m.test(block.code)
+
 /** The chain a block is compiled with: the blocks it continues, outermost first, then itself. */
 const chainOf = (block: Block, named: ReadonlyMap<string, Block>): ReadonlyArray<Block> => {
   const chain: Array<Block> = [block]
@@ -391,8 +398,7 @@ export const compile = (
         lines.push({ block: part, line: part.fenceLine + 1 + offset })
       })
     }
-    const name = `${block.file.replace(/[^\w.-]+/g, "_")}.L${block.fenceLine}.ts`
-    const full = path.join(options.directory, name)
+    const full = moduleOf(block, options.directory)
     writeFileSync(full, `${text.join("\n")}\n`)
     sources.set(path.resolve(full), { block, lines })
   }
