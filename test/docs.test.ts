@@ -129,7 +129,10 @@ describe("documentation", () => {
       ...real.problems.map(formatProblem),
       ...findings.filter((finding) => !finding.block.file.startsWith("self-test/")).map(formatFinding)
     ]
-    assert.deepStrictEqual(mistakes, [], `\n${mistakes.join("\n")}\n`)
+    const hint =
+      "A block that uses what an earlier block of its page defined: ```ts name=<name> on that one, ```ts " +
+      "continues=<name> on this one. Shell-like pseudo-code: <!-- not-compiled: reason --> before it."
+    assert.deepStrictEqual(mistakes, [], `\n${mistakes.join("\n")}\n\n${hint}\n`)
   })
 
   it("finds every block: as many as a plain search of the fences counts", () => {
