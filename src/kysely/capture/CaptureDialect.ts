@@ -6,10 +6,21 @@
  * their window where a cache is refilled from data a later rollback undoes.
  *
  * ```ts
+ * import { captureWrites } from "effect-cacheme/kysely"
+ * import { Kysely, PostgresDialect } from "kysely"
+ * import { Pool } from "pg"
+ *
+ * interface DB {
+ *   user: { id: number; email: string; name: string }
+ * }
+ *
  * const db = new Kysely<DB>({
- *   dialect: captureWrites(new PostgresDialect({ pool }), {
+ *   dialect: captureWrites(new PostgresDialect({ pool: new Pool() }), {
  *     watched: () => new Map([["user", ["id", "email"]]]),
- *     publish: async (events) => { ... }
+ *     // After COMMIT: invalidate what the events reach (`Invalidator.invalidate(events)` does it for a CacheStore).
+ *     publish: async (events) => {
+ *       for (const event of events) console.log(event.operation, event.table, event.rows)
+ *     }
  *   })
  * })
  * ```

@@ -66,6 +66,10 @@ export interface NodeSqliteDialectConfig {
  * import { Kysely } from "kysely"
  * import { NodeSqliteDialect } from "effect-cacheme/kysely"
  *
+ * interface DB {
+ *   book: { id: number; title: string }
+ * }
+ *
  * const db = new Kysely<DB>({ dialect: new NodeSqliteDialect({ database: ":memory:" }) })
  * ```
  *

@@ -90,6 +90,13 @@ export interface PGliteDialectConfig {
  * memory. Fits the factory form of {@link PGliteDialectConfig.pglite}:
  *
  * ```ts
+ * import { Kysely } from "kysely"
+ * import { makePGlite, PGliteDialect } from "effect-cacheme/kysely"
+ *
+ * interface DB {
+ *   book: { id: number; title: string }
+ * }
+ *
  * const db = new Kysely<DB>({ dialect: new PGliteDialect({ pglite: () => makePGlite("./data/pg") }) })
  * ```
  *
@@ -106,6 +113,10 @@ export const makePGlite = async (dataDir?: string, options?: PGliteOptions): Pro
  * ```ts
  * import { Kysely } from "kysely"
  * import { PGliteDialect } from "effect-cacheme/kysely"
+ *
+ * interface DB {
+ *   book: { id: number; title: string }
+ * }
  *
  * const db = new Kysely<DB>({ dialect: new PGliteDialect({ dataDir: "./data/pg" }) })
  * ```
