@@ -270,7 +270,20 @@ export const layer = (
         const sets = targets.map((target) => target.set)
         const token = holdToken()
         const startedAt = performance.now()
-        return store.hold(sets, token, holdMillis).pipe(
+        const held = store.hold(sets, token, holdMillis).pipe(
+          Effect.tap((counts) =>
+            Effect.annotateCurrentSpan(
+              "cacheme.count",
+              counts.reduce((sum, count) => sum + count, 0)
+            )
+          ),
+          Effect.withSpan(
+            "cacheme.hold",
+            { attributes: { "cacheme.sets": sets.join(" "), "cacheme.source": "kysely" } },
+            { captureStackTrace: false }
+          )
+        )
+        return held.pipe(
           Effect.flatMap((counts) =>
             Effect.as(
               detached === Invalidation.noListener
