@@ -135,6 +135,11 @@ export class LocalTier {
     return slot.value
   }
 
+  /** Whether a copy of `key` is kept (alive or not); for tests and diagnostics. */
+  has(key: string): boolean {
+    return this.slots.has(key)
+  }
+
   /** Marks `keys` as being read at `now` (before the read is sent). */
   beginRead(keys: ReadonlyArray<string>, now: number): Ticket {
     const versions = keys.map((key) => {

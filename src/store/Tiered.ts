@@ -64,6 +64,8 @@ export interface TierHandle {
   readonly serving: () => boolean
   readonly size: () => number
   readonly byteSize: () => number
+  /** Whether the tier holds a copy of a Redis key (the full key, prefix included). */
+  readonly has: (redisKey: string) => boolean
   /** How many channel sessions have been established. */
   readonly sessions: () => number
 }
@@ -207,20 +209,18 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           tier.flush()
           return
         }
-        let proofs: Array<number> | undefined
+        // Keys first, then the heartbeats among them: a proof counts only once what came with it is handled.
+        let proof = Number.NEGATIVE_INFINITY
         for (const item of payload) {
           const key = String(item)
           const sentAt = key.startsWith(beatPrefix) ? beats.get(key) : undefined
           if (sentAt === undefined) tier.invalidate(key)
           else {
             beats.delete(key)
-            ;(proofs ??= []).push(sentAt)
+            proof = Math.max(proof, sentAt)
           }
         }
-        if (proofs !== undefined) {
-          const now = performance.now()
-          for (const sentAt of proofs) tier.heartbeat(sentAt, now)
-        }
+        if (proof > Number.NEGATIVE_INFINITY) tier.heartbeat(proof, performance.now())
       })
       yield* step("SUBSCRIBE", () => subscriber.subscribe(invalidationChannel))
       yield* step("CLIENT TRACKING", () => reader.client("TRACKING", "on", "REDIRECT", String(id)))
@@ -263,10 +263,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         )
       )
       yield* Effect.forkScoped(silent)
-      yield* Effect.raceFirst(
-        Deferred.await(ended),
-        Effect.forever(Effect.andThen(beat, Effect.sleep(beatEvery)))
-      )
+      yield* Effect.raceFirst(Deferred.await(ended), Effect.forever(Effect.andThen(beat, Effect.sleep(beatEvery))))
     }).pipe(Effect.scoped)
 
     // Sessions, one after the other, for as long as the store's scope is open: a failed or ended one is
@@ -280,9 +277,9 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           if (exit._tag === "Failure") {
             failures++
             if (failures === 1 || failures % 20 === 0) {
-              yield* Effect.logWarning("effect-cacheme: the in-process tier's channel could not start; reading from Redis").pipe(
-                Effect.annotateLogs({ cause: String(exit.cause) })
-              )
+              yield* Effect.logWarning(
+                "effect-cacheme: the in-process tier's channel could not start; reading from Redis"
+              ).pipe(Effect.annotateLogs({ cause: String(exit.cause) }))
             }
           } else if (performance.now() - started > 10_000) failures = 0
           yield* Effect.sleep(Math.min(50 * 2 ** Math.min(failures, 7), 5000))
@@ -377,7 +374,11 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         })
       }).pipe(Effect.annotateLogs({ key }))
 
-    const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined): Effect.Effect<Lookup, CacheStoreError> => {
+    const lookup = (
+      key: string,
+      sets: Sets,
+      leaseMillis?: number | undefined
+    ): Effect.Effect<Lookup, CacheStoreError> => {
       const read = current
       if (read === undefined || (only !== undefined && !only(key))) return base.lookup(key, sets, leaseMillis)
       const now = performance.now()
@@ -451,6 +452,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       serving: () => current !== undefined && tier.serving(performance.now()),
       size: () => tier.size,
       byteSize: () => tier.byteSize,
+      has: (redisKey) => tier.has(redisKey),
       sessions: () => sessions
     })
     return store
