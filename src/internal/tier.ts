@@ -66,6 +66,8 @@ export interface TierStats {
   discarded: number
   /** Copies dropped by an invalidation message or a write of this process. */
   invalidated: number
+  /** Keys named by invalidation messages and writes of this process, whether a copy was held or not. */
+  invalidations: number
   /** Times the tier emptied itself (channel down, bound lapsed, flush message, pattern invalidation). */
   flushes: number
   /** Copies evicted to stay within `maxEntries` / `maxBytes`. */
@@ -84,6 +86,7 @@ export class LocalTier {
     kept: 0,
     discarded: 0,
     invalidated: 0,
+    invalidations: 0,
     flushes: 0,
     evicted: 0,
     heartbeats: 0
@@ -198,6 +201,7 @@ export class LocalTier {
 
   /** Drops the copy of `key` and voids the reads of it in flight (an invalidation message, or a write of ours). */
   invalidate(key: string): void {
+    this.stats.invalidations++
     const slot = this.slots.get(key)
     if (slot !== undefined) {
       this.remove(key, slot)

@@ -78,7 +78,9 @@ describe.skipIf(skip)("tiered store: the staleness bound under channel faults (p
         Effect.gen(function* () {
           const w = yield* world()
           const sessions = tier(w.reader).sessions()
-          yield* Effect.promise(async () => w.redis.admin.client("KILL", "ID", await Effect.runPromise(clientId(w.redis, `cacheme-tier-${role}`))))
+          yield* Effect.promise(async () =>
+            w.redis.admin.client("KILL", "ID", await Effect.runPromise(clientId(w.redis, `cacheme-tier-${role}`)))
+          )
           yield* until("the tier stops serving", () => !tier(w.reader).serving())
           assert.strictEqual(tier(w.reader).size(), 0)
           yield* invalidateAndCheck(w)

@@ -9,7 +9,7 @@
  * are in test/protocol/tiered-faults.test.ts, on a private redis-server.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { Cluster, Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore, Memo, Node } from "../../src/index.ts"
 import * as Protocol from "../../src/internal/protocol.ts"
@@ -209,6 +209,44 @@ describe.skipIf(await missing(Redis))("tiered store", () => {
       60_000
     )
   }
+
+  it.live(
+    "the classic race: an invalidation that overtakes the reply of a read in flight keeps the read's value out",
+    () =>
+      withPrefix((prefix) =>
+        Effect.gen(function* () {
+          const proxy = yield* channelProxy(6379)
+          const store = yield* tieredStore(proxy.url, prefix, { bound: "30 seconds" })
+          const writer = yield* redisStore(Redis.url, prefix)
+          yield* until("the tier serves", () => tier(store).serving())
+          for (let attempt = 0; ; attempt++) {
+            const key = `race${attempt}`
+            yield* putRaw(writer, key, "v1")
+            // The tracked read reaches Redis and runs; its reply is held back by the proxy.
+            proxy.set("read", "hold")
+            const read = yield* Effect.forkChild(store.lookup(key, sets()))
+            yield* Effect.sleep(50)
+            // Another process replaces the value: its invalidation reaches the subscriber, before the reply.
+            const invalidations = tier(store).stats.invalidations
+            yield* writer.invalidate([key], "hard")
+            yield* until("the invalidation has been handled", () => tier(store).stats.invalidations > invalidations)
+            yield* putRaw(writer, key, "v2")
+            proxy.set("read", "pass")
+            const first = yield* Fiber.join(read)
+            // The premise: the read ran before the write. On a machine too busy for 50 ms to suffice, try again.
+            if (!(first._tag === "Hit" && first.value === "v1")) {
+              assert.isBelow(attempt, 5, "the read never ran before the write")
+              continue
+            }
+            assert.isFalse(tier(store).has(`${prefix}${key}`), "the overtaken read was kept")
+            assert.deepStrictEqual(yield* store.lookup(key, sets()), { _tag: "Hit", value: "v2" })
+            yield* untilLocal(store, key, sets(), "v2")
+            return
+          }
+        })
+      ),
+    60_000
+  )
 
   it.live(
     "a refused fill never enters the tier, and an accepted one enters only through a read of Redis",
