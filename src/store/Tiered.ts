@@ -119,6 +119,12 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       )
       return base
     }
+    if (options.client !== undefined && ((options.client as Redis).options?.keyPrefix ?? "") !== "") {
+      yield* Effect.logWarning(
+        "effect-cacheme: layerTiered over a client with a keyPrefix has no in-process tier (invalidation messages name keys with the client's prefix): every read goes to Redis; use the store's prefix option instead"
+      )
+      return base
+    }
     const settings = yield* CachemeConfig
     const timeoutMillis = Duration.toMillis(
       options.commandTimeout === undefined ? settings.commandTimeout : Duration.fromInputUnsafe(options.commandTimeout)

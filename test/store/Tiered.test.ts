@@ -399,38 +399,51 @@ describe.skipIf(await missing(Redis))("tiered store", () => {
     })
   )
 
-  it.live("over a Redis Cluster client, or with the tier off, the store is the Redis store", () =>
-    Effect.gen(function* () {
-      const cluster = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const client = new Cluster([{ host: "127.0.0.1", port: 6449 }], { lazyConnect: true })
-          client.on("error", () => {})
-          return client
-        }),
-        (client) => Effect.sync(() => client.disconnect())
-      )
-      const overCluster = yield* Effect.scoped(
-        Effect.map(
-          buildStore(
-            CacheStore.layerTiered({ client: cluster, prefix: "test:cluster:" }).pipe(
-              Layer.provide(CachemeConfig.layer())
-            )
-          ),
-          (store) => [store.kind, tierOf(store)] as const
+  it.live(
+    "over a Redis Cluster client, a client with a keyPrefix, or with the tier off, the store is the Redis store",
+    () =>
+      Effect.gen(function* () {
+        const cluster = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const client = new Cluster([{ host: "127.0.0.1", port: 6449 }], { lazyConnect: true })
+            client.on("error", () => {})
+            return client
+          }),
+          (client) => Effect.sync(() => client.disconnect())
         )
-      )
-      assert.deepStrictEqual(overCluster, ["redis", undefined])
-      const off = yield* Effect.scoped(
-        Effect.map(
-          buildStore(
-            CacheStore.layerTiered({ url: Redis.url, local: { enabled: false } }).pipe(
-              Layer.provide(CachemeConfig.layer())
-            )
-          ),
-          (store) => [store.kind, tierOf(store)] as const
+        const overCluster = yield* Effect.scoped(
+          Effect.map(
+            buildStore(
+              CacheStore.layerTiered({ client: cluster, prefix: "test:cluster:" }).pipe(
+                Layer.provide(CachemeConfig.layer())
+              )
+            ),
+            (store) => [store.kind, tierOf(store)] as const
+          )
         )
-      )
-      assert.deepStrictEqual(off, ["redis", undefined])
-    })
+        assert.deepStrictEqual(overCluster, ["redis", undefined])
+        const off = yield* Effect.scoped(
+          Effect.map(
+            buildStore(
+              CacheStore.layerTiered({ url: Redis.url, local: { enabled: false } }).pipe(
+                Layer.provide(CachemeConfig.layer())
+              )
+            ),
+            (store) => [store.kind, tierOf(store)] as const
+          )
+        )
+        assert.deepStrictEqual(off, ["redis", undefined])
+        const prefixed = yield* Effect.acquireRelease(
+          Effect.sync(() => new IORedis(Redis.url, { keyPrefix: "app:", lazyConnect: true })),
+          (client) => Effect.sync(() => client.disconnect())
+        )
+        const overPrefixed = yield* Effect.scoped(
+          Effect.map(
+            buildStore(CacheStore.layerTiered({ client: prefixed }).pipe(Layer.provide(CachemeConfig.layer()))),
+            (store) => [store.kind, tierOf(store)] as const
+          )
+        )
+        assert.deepStrictEqual(overPrefixed, ["redis", undefined])
+      })
   )
 })
