@@ -5,7 +5,9 @@
  *
  * - {@link layerRedis} over `ioredis` (a hit is one `MGET`; Lua scripts registered once and run by EVALSHA, each on
  *   one key except the fill, whose index writes go beside it on Redis Cluster);
- * - {@link layerMemory}, in process, bounded with LRU eviction, expiry read from Effect's `Clock`.
+ * - {@link layerMemory}, in process, bounded with LRU eviction, expiry read from Effect's `Clock`;
+ * - {@link layerTiered}, the Redis store with an in-process tier in front of its reads, kept coherent by Redis's
+ *   client tracking within a staleness bound (see `docs/concepts.md`, "The in-process tier").
  *
  * An entry records the stamps its groups and tags had before its load started, and is served only while they are
  * all current: invalidating a group or tag changes its stamp, invalidating a key deletes its record (and the lease
@@ -21,8 +23,9 @@ import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
 import type { Freshness } from "./internal/protocol.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
 import { makeRedisStore, makeRedisStoreFromConfig, type RedisOptions } from "./store/Redis.ts"
+import { type LocalOptions, makeTieredStore, type TieredOptions } from "./store/Tiered.ts"
 
-export type { MemoryOptions, RedisOptions }
+export type { LocalOptions, MemoryOptions, RedisOptions, TieredOptions }
 
 /**
  * A failed store command: the store is unreachable, too slow, or answered something unexpected.
@@ -186,7 +189,7 @@ export interface ScanPage {
 export class CacheStore extends Context.Service<
   CacheStore,
   {
-    /** `memory` or `redis`. */
+    /** `memory`, `redis` or `tiered`. */
     readonly kind: string
     /** The prefix in front of every key this store writes. */
     readonly prefix: string
@@ -344,3 +347,29 @@ export const layerRedis = (options: RedisOptions): Layer.Layer<CacheStore> =>
  * @since 0.1.0
  */
 export const layerRedisConfig: Layer.Layer<CacheStore> = Layer.effect(CacheStore, makeRedisStoreFromConfig)
+
+/**
+ * A Redis store with an in-process tier in front of its reads: hot entries are answered from process memory,
+ * kept coherent by Redis itself (client tracking: every change to a key this process holds a copy of, by any
+ * client, an expiry or an eviction, drops the copy), within a staleness bound that holds even when the
+ * invalidation channel stalls (`local.bound`, 1 second by default: past it the tier empties itself and reads go
+ * to Redis until the channel is back). Writes through this process drop their keys' copies before they resolve.
+ * Needs Redis 7 or later; on a Redis Cluster client the tier is off (every read goes to Redis). See
+ * `docs/concepts.md`, "The in-process tier".
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { CacheStore } from "effect-cacheme"
+ *
+ * const Store = CacheStore.layerTiered({
+ *   url: "redis://127.0.0.1:6379",
+ *   local: { maxEntries: 50_000, ttl: "5 minutes", bound: "500 millis", only: (key) => key.startsWith("user:") }
+ * })
+ * ```
+ *
+ * @category layers
+ * @since 0.3.0
+ */
+export const layerTiered = (options: TieredOptions): Layer.Layer<CacheStore> =>
+  Layer.effect(CacheStore, makeTieredStore(options))

@@ -36,6 +36,13 @@ export const stampKey = (prefix: string, set: string): string => `${prefix}${set
 /** Where the index of a set lives, under the prefix. */
 export const indexKey = (prefix: string, set: string): string => `${prefix}${setMarker}m:${set}`
 
+/**
+ * Where the tiered store's heartbeats live, under the prefix: one short-lived key per heartbeat, named by the
+ * process, its channel session and a counter (`prefix~h:process:session:n`). Nothing but its own process reads one.
+ */
+export const heartbeatPrefix = (prefix: string, process: string, session: number): string =>
+  `${prefix}${setMarker}h:${process}:${session}:`
+
 // ---------------------------------------------------------------------------------------------------------------
 // Tokens
 // ---------------------------------------------------------------------------------------------------------------

@@ -343,6 +343,24 @@ if kind ~= 'string' then return {false, pttl, kind} end
 return {redis.call('GET', KEYS[1]), pttl}`
 )
 
+/**
+ * KEYS the keys to read -> {value or false, pttl} per key, flattened (a key of another type reads as false). Run by
+ * the tiered store on its tracking connection only: Redis tracks the keys a script reads for the connection that
+ * runs it (Redis 7), and the remaining life lets a local copy expire with its key. Not in {@link all}.
+ */
+export const trackedRead = script<Array<string | number | null>>(
+  "cachemeTrackedRead",
+  undefined,
+  `local out = {}
+for i = 1, #KEYS do
+  local v = redis.pcall('GET', KEYS[i])
+  if type(v) ~= 'string' then v = false end
+  out[2 * i - 1] = v
+  out[2 * i] = redis.call('PTTL', KEYS[i])
+end
+return out`
+)
+
 export const all: ReadonlyArray<Script<unknown>> = [
   lease,
   fill,

@@ -1,6 +1,6 @@
 /**
- * The stores every shared suite runs against: the in-process store (time moved by TestClock) and Redis (real
- * time, a fresh key prefix per layer so tests never see each other's keys).
+ * The stores every shared suite runs against: the in-process store (time moved by TestClock), Redis and the
+ * tiered store (real time, a fresh key prefix per layer so tests never see each other's keys).
  */
 import { it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
@@ -9,7 +9,7 @@ import { CachemeConfig, CacheStore } from "../../src/index.ts"
 import { deleteRedisPrefix, missing, Redis } from "./services.ts"
 
 export interface Backend {
-  readonly name: "memory" | "redis"
+  readonly name: "memory" | "redis" | "tiered"
   /** True when the backend's service is missing (never in CI, where that fails instead). */
   readonly skip: boolean
   /** `it.effect` (TestClock) for the memory store, `it.live` for Redis. */
@@ -53,4 +53,23 @@ export const redis: Backend = {
   advance: (millis) => Effect.sleep(millis)
 }
 
-export const backends: ReadonlyArray<Backend> = [memory, redis]
+/**
+ * The tiered store on the shared Redis: the Redis store with its in-process tier (a generous staleness bound, so
+ * that a busy machine does not keep emptying the tier; the bound itself is tested with a private Redis).
+ */
+export const tiered: Backend = {
+  ...redis,
+  name: "tiered",
+  layer: (settings) => {
+    const prefix = settings?.prefix ?? uniquePrefix()
+    const cleanup = Layer.effectDiscard(
+      Effect.acquireRelease(Effect.void, () => Effect.promise(() => deleteRedisPrefix(prefix).catch(() => 0)))
+    )
+    return Layer.merge(
+      withSettings(CacheStore.layerTiered({ url: Redis.url, prefix, local: { bound: "5 seconds" } }), settings),
+      cleanup
+    )
+  }
+}
+
+export const backends: ReadonlyArray<Backend> = [memory, redis, tiered]
