@@ -302,6 +302,24 @@ export const make = Effect.fnUntraced(function* (options: Options) {
 })
 
 /**
+ * Who an `Authorization` header claims to be, for the attempt limiter: `user:<name>` for basic auth, `token` for a
+ * bearer token, `undefined` when it names nobody (another scheme, or no `:` in the basic credentials). Nothing is
+ * checked here.
+ *
+ * @category utils
+ * @since 0.2.0
+ */
+export const claimant = (authorization: string): string | undefined => {
+  const space = authorization.indexOf(" ")
+  const scheme = (space === -1 ? authorization : authorization.slice(0, space)).toLowerCase()
+  if (scheme === "bearer") return "token"
+  if (scheme !== "basic") return undefined
+  const decoded = Buffer.from(space === -1 ? "" : authorization.slice(space + 1).trim(), "base64").toString("utf8")
+  const colon = decoded.indexOf(":")
+  return colon === -1 ? undefined : `user:${decoded.slice(0, colon)}`
+}
+
+/**
  * Reads credentials from the current `ConfigProvider` (the environment by default): `CACHEME_ADMIN_TOKEN`,
  * `CACHEME_ADMIN_USER` with `CACHEME_ADMIN_PASSWORD`, and `CACHEME_ADMIN_SESSION_SECRET`.
  *
