@@ -139,13 +139,16 @@ const budget = (
     return Effect.fail(
       new Auth.AdminConfigError({
         setting,
-        message: `attempts: expected a whole number from 1 to 1000000, got ${attempts}`
+        message: `${setting}.attempts: expected a whole number from 1 to 1000000, got ${attempts}`
       })
     )
   }
   if (!Number.isFinite(windowMillis) || windowMillis < 1 || windowMillis > 7 * 24 * 3600 * 1000) {
     return Effect.fail(
-      new Auth.AdminConfigError({ setting, message: "window: expected a duration from 1 millisecond to 7 days" })
+      new Auth.AdminConfigError({
+        setting,
+        message: `${setting}.window: expected a duration from 1 millisecond to 7 days`
+      })
     )
   }
   return Effect.succeed({ attempts, windowMillis })
@@ -163,7 +166,7 @@ const makeLimiter = (options: RateLimitOptions | undefined, store: CacheStore["S
     if (where !== "auto" && where !== "memory") {
       return yield* new Auth.AdminConfigError({
         setting: "rateLimit.store",
-        message: `expected "auto" or "memory", got ${JSON.stringify(where)}`
+        message: `rateLimit.store: expected "auto" or "memory", got ${JSON.stringify(where)}`
       })
     }
     const client = where === "auto" ? clientOf(store) : undefined
