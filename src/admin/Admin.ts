@@ -5,7 +5,9 @@
  *
  * {@link layer} registers the routes on the `HttpRouter` of your own Effect HTTP app, under a path prefix;
  * {@link layerServer} runs them on their own Node HTTP server. Both need a `CacheStore` and a `History`, and
- * both refuse to start without credentials (see `Auth`).
+ * both refuse to start without credentials (see `Auth`). Failed authentications are limited per client and per
+ * user ({@link RateLimitOptions}: counted in the store's Redis when it is a Redis store, so that every admin process
+ * shares the budgets), and every answer, errors and unknown paths included, carries the security headers.
  *
  * **Example** (mounting the admin under `/admin` in an existing app)
  *

@@ -12,6 +12,10 @@
  * in the `X-CSRF-Token` header or a `_csrf` form field: pages embed it in their forms, scripts read it once from
  * `GET /api/session`.
  *
+ * Failed attempts, whichever the path (Basic, Bearer, the login form), are limited per client address and per user
+ * by the admin's routes (`Admin.RateLimitOptions`): past a budget the answer is `429` with `Retry-After`, and the
+ * credentials are not compared at all.
+ *
  * @since 0.1.0
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto"

@@ -31,8 +31,8 @@ import {
 const BOB = { username: "bob", password: "bob's long password" }
 
 const expectSecurityHeaders = (response: RawResponse, what: string) => {
-  expect(response.headers["content-security-policy"], what).toContain("default-src 'none'")
-  expect(response.headers["content-security-policy"], what).toContain("frame-ancestors 'none'")
+  expect(response.headers["content-security-policy"] ?? "", what).toContain("default-src 'none'")
+  expect(response.headers["content-security-policy"] ?? "", what).toContain("frame-ancestors 'none'")
   expect(response.headers["x-content-type-options"], what).toBe("nosniff")
   expect(response.headers["x-frame-options"], what).toBe("DENY")
   expect(response.headers["referrer-policy"], what).toBe("no-referrer")
