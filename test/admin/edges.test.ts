@@ -198,14 +198,18 @@ for (const kind of ["memory", "redis"] as const) {
       })
       try {
         const guess = () => send(`${quick.url}/api/session`, { headers: wrongBearer, localAddress: "127.0.0.51" })
-        expect((await guess()).status).toBe(401)
-        expect((await guess()).status).toBe(401)
-        const refused = await guess()
-        expect(refused.status).toBe(429)
-        const wait = retryAfter(refused)
+        // Guess until refused (the third guess, unless the machine takes seconds per request).
+        let refused: RawResponse | undefined
+        for (let i = 0; i < 20 && refused === undefined; i++) {
+          const response = await guess()
+          if (response.status === 429) refused = response
+          else expect(response.status).toBe(401)
+        }
+        expect(refused?.status).toBe(429)
+        const wait = retryAfter(refused!)
         expect(wait).toBeLessThanOrEqual(2)
         // Waiting what Retry-After said is enough (waiting longer on a busy machine only gives more back).
-        await new Promise((resolve) => setTimeout(resolve, wait * 1000 + 50))
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000))
         expect((await guess()).status).toBe(401)
       } finally {
         await quick.close()
