@@ -121,15 +121,28 @@ export type InvalidateResponse = typeof InvalidateResponse.Type
 const IntFromString = (minimum: number, maximum: number) =>
   Schema.NumberFromString.check(Schema.isInt(), Schema.isBetween({ minimum, maximum }))
 
+const maxRedisCursor = 18446744073709551615n
+
 /**
- * A SCAN cursor as the store gave it.
+ * A SCAN cursor as a store hands it out, in one of three shapes: a Redis cursor (a whole number from `0` to
+ * 2^64 - 1, without leading zeros), a Redis Cluster cursor (`<master index>:<Redis cursor>`), or a cursor of the
+ * memory store (`k` then base64url). Anything else (negative, signed, fractional, too large, another alphabet) is
+ * refused with a `400` before it reaches the store; a cursor of the right shape that the store did not hand out
+ * (a Cluster master index that does not exist, a memory cursor given to Redis) is refused by the store, also as a
+ * `400`.
  *
  * @category models
  * @since 0.1.0
  */
 export const Cursor = Schema.String.check(
   Schema.isMaxLength(8192),
-  Schema.isPattern(/^[A-Za-z0-9_-]+$/, { message: "Expected a cursor returned by a previous page" })
+  Schema.makeFilter((cursor: string) => {
+    if (/^k[A-Za-z0-9_-]+$/.test(cursor)) return true
+    const match = /^(?:(?:0|[1-9][0-9]{0,5}):)?(0|[1-9][0-9]{0,19})$/.exec(cursor)
+    return match !== null && BigInt(match[1]!) <= maxRedisCursor
+      ? true
+      : "Expected a cursor returned by a previous page"
+  })
 )
 
 /**

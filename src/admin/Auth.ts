@@ -12,6 +12,10 @@
  * in the `X-CSRF-Token` header or a `_csrf` form field: pages embed it in their forms, scripts read it once from
  * `GET /api/session`.
  *
+ * Failed attempts, whichever the path (Basic, Bearer, the login form), are limited per client address and per user
+ * by the admin's routes (`Admin.RateLimitOptions`): past a budget the answer is `429` with `Retry-After`, and the
+ * credentials are not compared at all.
+ *
  * @since 0.1.0
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto"
@@ -300,6 +304,24 @@ export const make = Effect.fnUntraced(function* (options: Options) {
   }
   return auth
 })
+
+/**
+ * Who an `Authorization` header claims to be, for the attempt limiter: `user:<name>` for basic auth, `token` for a
+ * bearer token, `undefined` when it names nobody (another scheme, or no `:` in the basic credentials). Nothing is
+ * checked here.
+ *
+ * @category utils
+ * @since 0.2.0
+ */
+export const claimant = (authorization: string): string | undefined => {
+  const space = authorization.indexOf(" ")
+  const scheme = (space === -1 ? authorization : authorization.slice(0, space)).toLowerCase()
+  if (scheme === "bearer") return "token"
+  if (scheme !== "basic") return undefined
+  const decoded = Buffer.from(space === -1 ? "" : authorization.slice(space + 1).trim(), "base64").toString("utf8")
+  const colon = decoded.indexOf(":")
+  return colon === -1 ? undefined : `user:${decoded.slice(0, colon)}`
+}
 
 /**
  * Reads credentials from the current `ConfigProvider` (the environment by default): `CACHEME_ADMIN_TOKEN`,

@@ -359,8 +359,20 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         })
       )
 
+    /** A cursor this store handed out, or `0`: anything else is refused rather than read as the start. */
+    const checkCursor = (cursor: string | undefined) =>
+      cursor === undefined || cursor === "0" || /^k[A-Za-z0-9_-]+$/.test(cursor)
+        ? Effect.void
+        : Effect.fail(
+            new CacheStoreError({
+              operation: "scan",
+              reason: "InvalidInput",
+              message: `not a cursor of this store: ${JSON.stringify(cursor.slice(0, 64))}`
+            })
+          )
+
     const scan = (options: { pattern?: string | undefined; cursor?: string | undefined; count?: number | undefined }) =>
-      Effect.flatMap(matcher("scan", options.pattern), (matches) =>
+      Effect.flatMap(Effect.andThen(checkCursor(options.cursor), matcher("scan", options.pattern)), (matches) =>
         withClock((now) => {
           const after =
             options.cursor === undefined || options.cursor === "0" ? undefined : decodeCursor(options.cursor)

@@ -87,6 +87,16 @@ const openClient = (url: string, timeoutMillis: number) =>
     (client) => Effect.sync(() => client.disconnect())
   )
 
+/**
+ * Where a Redis store keeps its client, for the admin (which counts login attempts in the same Redis). Not part
+ * of the `CacheStore` interface: a store that is not this one has none.
+ */
+const clientSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/client")
+
+/** The ioredis client of a Redis store; `undefined` for any other store. */
+export const clientOf = (store: CacheStore["Service"]): Redis | Cluster | undefined =>
+  (store as { readonly [clientSymbol]?: Redis | Cluster })[clientSymbol]
+
 /** How often (in fills per process) a fill also drops the index members whose life is over. */
 const pruneEvery = 16
 
@@ -478,16 +488,33 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       )
 
     // A Cluster spreads keys over its masters: a scan walks them one after the other, and the cursor it hands
-    // out is `<master index>:<that master's cursor>`.
+    // out is `<master index>:<that master's cursor>`. Masters are taken in the order of their addresses, so a
+    // cursor means the same master to every client of the cluster (ioredis lists them in discovery order).
     const scanTargets = (): ReadonlyArray<Redis> =>
-      isCluster ? (client as unknown as Cluster).nodes("master") : [client]
+      isCluster
+        ? (client as unknown as Cluster)
+            .nodes("master")
+            .map((node) => [`${node.options.host}:${node.options.port}`, node] as const)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([, node]) => node)
+        : [client]
+
+    /** A cursor this store handed out: `0`, a Redis cursor, or on a Cluster `<master index>:<cursor>`. */
+    const readCursor = (cursor: string, targets: number) => {
+      if (cursor === "0") return { target: 0, nodeCursor: "0" }
+      const match = /^(?:(0|[1-9][0-9]{0,5}):)?(0|[1-9][0-9]{0,19})$/.exec(cursor)
+      if (match === null || BigInt(match[2]!) > 18446744073709551615n) return undefined
+      if ((match[1] === undefined) !== (targets === 1)) return undefined
+      const target = match[1] === undefined ? 0 : Number(match[1])
+      return target < targets ? { target, nodeCursor: match[2]! } : undefined
+    }
 
     const scanPage = async (pattern: string | undefined, cursor: string, count: number) => {
       const match = escapeGlob(prefix) + (pattern ?? "*")
       const targets = scanTargets()
-      const separator = cursor.indexOf(":")
-      let target = separator === -1 ? 0 : Number(cursor.slice(0, separator))
-      let nodeCursor = separator === -1 ? cursor : cursor.slice(separator + 1)
+      const read = readCursor(cursor, targets.length)
+      if (read === undefined) throw new Error(`the cursor ${JSON.stringify(cursor)} does not fit the masters in view`)
+      let { target, nodeCursor } = read
       const [next, keys] = await targets[target]!.scan(nodeCursor, "MATCH", match, "COUNT", count)
       nodeCursor = next
       if (nodeCursor === "0" && target + 1 < targets.length) {
@@ -523,7 +550,20 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     const scan = (options: { pattern?: string | undefined; cursor?: string | undefined; count?: number | undefined }) =>
       Effect.andThen(
-        checkPattern("scan", options.pattern),
+        Effect.andThen(
+          checkPattern("scan", options.pattern),
+          Effect.suspend(() =>
+            readCursor(options.cursor ?? "0", scanTargets().length) === undefined
+              ? Effect.fail(
+                  new CacheStoreError({
+                    operation: "scan",
+                    reason: "InvalidInput",
+                    message: `not a cursor of this store: ${JSON.stringify((options.cursor ?? "").slice(0, 64))}`
+                  })
+                )
+              : Effect.void
+          )
+        ),
         run("scan", () =>
           scanPage(options.pattern, options.cursor ?? "0", Math.max(1, Math.min(options.count ?? 100, 1000)))
         )
@@ -580,6 +620,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     })
 
     return {
+      [clientSymbol]: client,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",

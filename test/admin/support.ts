@@ -2,6 +2,7 @@
  * Helpers of the admin tests: an admin server on an ephemeral loopback port over a memory or Redis store, a
  * cookie-keeping fetch, and the seeding of cache entries.
  */
+import { request as httpRequest, type IncomingHttpHeaders } from "node:http"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { HttpServer } from "effect/http"
 import { Admin, History } from "../../src/admin/index.ts"
@@ -39,11 +40,13 @@ export const startAdmin = async (
     readonly prefix?: string | undefined
     /** Provide `History.layerListener` to the admin, as an application recording every invalidation would. */
     readonly listener?: boolean | undefined
+    /** Another store than the one of `kind` (a failing one, a Cluster); `kind` then only says how to clean up. */
+    readonly store?: Layer.Layer<CacheStore.CacheStore> | undefined
   } = {}
 ): Promise<Started> => {
   const prefix = options.prefix ?? uniquePrefix()
-  const services = Layer.mergeAll(storeLayer(kind, prefix), options.history ?? History.layerMemory())
-  const { history: _history, prefix: _prefix, listener, ...adminOptions } = options
+  const services = Layer.mergeAll(options.store ?? storeLayer(kind, prefix), options.history ?? History.layerMemory())
+  const { history: _history, prefix: _prefix, listener, store: _store, ...adminOptions } = options
   const admin = Admin.layerServer({
     token: TOKEN,
     users: [USER],
@@ -149,3 +152,64 @@ export const bearer = { authorization: `Bearer ${TOKEN}` }
 export const basic = (username: string, password: string) => ({
   authorization: `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`
 })
+
+export interface RawResponse {
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: string
+}
+
+/**
+ * One HTTP request through `node:http`, on a connection of its own: the path and body go out as written (no
+ * re-encoding), and `localAddress` picks the client's address on the loopback network (127.0.0.0/8), so that tests
+ * can be several clients.
+ */
+export const send = (
+  url: string,
+  init: {
+    readonly method?: string | undefined
+    readonly headers?: Record<string, string> | undefined
+    readonly body?: string | undefined
+    readonly localAddress?: string | undefined
+  } = {}
+): Promise<RawResponse> =>
+  new Promise((resolve, reject) => {
+    const request = httpRequest(
+      url,
+      { method: init.method ?? "GET", headers: init.headers, localAddress: init.localAddress, agent: false },
+      (response) => {
+        let body = ""
+        response.setEncoding("utf8")
+        response.on("data", (chunk: string) => {
+          body += chunk
+        })
+        response.on("end", () => resolve({ status: response.statusCode!, headers: response.headers, body }))
+        response.on("error", reject)
+      }
+    )
+    request.on("error", reject)
+    request.end(init.body)
+  })
+
+/** The login form's token and nonce cookie, fetched from `localAddress`, ready for a raw `POST /login`. */
+export const loginForm = async (adminUrl: string, localAddress?: string) => {
+  const page = await send(`${adminUrl}/login`, { localAddress })
+  const token = /name="_login" value="([^"]+)"/.exec(page.body)?.[1]
+  const cookie = page.headers["set-cookie"]?.find((line) => line.startsWith("cacheme_login="))?.split(";")[0]
+  if (token === undefined || cookie === undefined) throw new Error(`no login form in ${page.body}`)
+  return { token, cookie }
+}
+
+/** A raw `POST /login` with the form's token; `fields` are sent as written (already percent-encoded). */
+export const postLogin = (
+  adminUrl: string,
+  form: { readonly token: string; readonly cookie: string },
+  fields: string,
+  localAddress?: string
+) =>
+  send(`${adminUrl}/login`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie: form.cookie },
+    body: `_login=${encodeURIComponent(form.token)}&${fields}`,
+    localAddress
+  })

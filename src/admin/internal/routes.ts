@@ -1,11 +1,20 @@
 /**
  * The admin's routes: pages and JSON API on one `HttpRouter`, under a path prefix. Every route goes through
- * {@link handle}, which authenticates, checks the CSRF token of state-changing requests, reads and bounds the
- * body, maps errors to status codes, and sets the security headers.
+ * {@link handle}, which authenticates (through the attempt limiter when credentials come in a header), checks the
+ * CSRF token of state-changing requests, reads and bounds the body, and maps errors to status codes. Every answer,
+ * a route's or the fallback's (unknown path `404`, known path with another method `405`, a defect `500`), goes
+ * through {@link secured}, which sets the security headers.
  */
+import { createHash } from "node:crypto"
 import { ByteSize, Cause, Clock, Effect, Exit, Schema } from "effect"
+import {
+  HttpIncomingMessage,
+  HttpMiddleware,
+  type HttpRouter,
+  HttpServerRequest,
+  HttpServerResponse
+} from "effect/http"
 import { issuesOf } from "../../internal/fields.ts"
-import { HttpIncomingMessage, type HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { CacheStore, type CacheStoreError } from "../../CacheStore.ts"
 import { groupSet, tagSet } from "../../internal/keys.ts"
 import * as Invalidation from "../../Invalidation.ts"
@@ -21,9 +30,10 @@ import {
   Pattern,
   type StatsResponse
 } from "../Api.ts"
-import type { Auth, Principal } from "../Auth.ts"
+import { type Auth, type Authentication, claimant, type Principal } from "../Auth.ts"
 import { type History, type HistoryError, toJson } from "../History.ts"
 import { allNodeStats, keyView, nodeStats, patternProblem, scanKeys, storeInfo } from "./inspect.ts"
+import { clientKey, type Limiter } from "./limiter.ts"
 import { invalidateTarget, targetProblem } from "./targets.ts"
 import * as Pages from "./pages.ts"
 import { stylesheet } from "./style.ts"
@@ -43,6 +53,10 @@ export interface RoutesConfig {
   readonly scanBudget: number
   /** The largest request body accepted. */
   readonly maxBodyBytes: number
+  /** Counts failed authentications per client and per user. */
+  readonly limiter: Limiter
+  /** Proxies whose `X-Forwarded-For` names the client (see `HttpMiddleware.xForwardedHeaders`). */
+  readonly trustedProxies?: HttpMiddleware.TrustedProxyOptions["trustedProxies"] | undefined
 }
 
 /** An answer other than success, with its status. */
@@ -90,7 +104,7 @@ const nonEmpty = (params: Readonly<Record<string, string | ReadonlyArray<string>
   return out
 }
 
-const securityHeaders = {
+export const securityHeaders = {
   "content-security-policy":
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   "x-content-type-options": "nosniff",
@@ -107,9 +121,26 @@ const htmlResponse = (body: string, status = 200) =>
 const jsonResponse = (body: unknown, status = 200) =>
   HttpServerResponse.text(JSON.stringify(body), { status, contentType: "application/json; charset=utf-8" })
 
-/** A path inside the admin to return to after logging in: relative, never another origin. */
-const safeNext = (next: unknown): string =>
-  typeof next === "string" && /^\/(?![/\\])[^\s]*$/.test(next) && next.length <= 2048 ? next : "/"
+/**
+ * A path inside the admin to return to after logging in, else `/`. It must start with one `/` (not `//` or `/\\`,
+ * which browsers read as another host), hold printable ASCII only (no control characters, which a `Location`
+ * header cannot carry and browsers strip, nor spaces or backslashes, which browsers rewrite), and stay inside the
+ * admin once resolved (no `..` climbing out of its path).
+ */
+export const safeNext = (next: unknown, base: string): string => {
+  if (typeof next !== "string" || next.length > 2048 || !/^\/(?!\/)[\x21-\x5b\x5d-\x7e]*$/.test(next)) return "/"
+  let resolved: URL
+  try {
+    resolved = new URL(`${base}${next}`, "http://admin.invalid")
+  } catch {
+    return "/"
+  }
+  if (resolved.origin !== "http://admin.invalid") return "/"
+  const inside = base === "" || resolved.pathname === base || resolved.pathname.startsWith(`${base}/`)
+  return inside ? `${resolved.pathname.slice(base.length) || "/"}${resolved.search}` : "/"
+}
+
+const digestOf = (text: string) => createHash("sha256").update(text, "utf8").digest("base64url")
 
 interface Input {
   readonly request: HttpServerRequest.HttpServerRequest
@@ -191,7 +222,9 @@ export const make = (config: RoutesConfig) => {
       error._tag === "RequestError"
         ? { status: error.status, code: error.error, message: error.message, issues: error.issues }
         : error._tag === "CacheStoreError"
-          ? { status: 503, code: "StoreUnavailable", message: error.message, issues: undefined }
+          ? error.reason === "InvalidInput"
+            ? { status: 400, code: "BadRequest", message: error.message, issues: undefined }
+            : { status: 503, code: "StoreUnavailable", message: error.message, issues: undefined }
           : { status: 503, code: "HistoryUnavailable", message: error.message, issues: undefined }
     if (kind === "api")
       return jsonResponse({ error: code, message, ...(issues === undefined ? {} : { issues }) }, status)
@@ -200,13 +233,68 @@ export const make = (config: RoutesConfig) => {
       401: "Not logged in",
       403: "Forbidden",
       404: "Not found",
+      405: "Method not allowed",
       413: "Too large",
       415: "Unsupported body",
+      429: "Too many attempts",
+      500: "Server error",
       503: "Unavailable"
     }
     return htmlResponse(
       Pages.errorPage(ctxOf(principal), { title: titles[status] ?? "Error", message, issues }),
       status
+    )
+  }
+
+  type Limited = { readonly _tag: "Limited"; readonly retryAfterSeconds: number }
+
+  const tooMany = (seconds: number) =>
+    new RequestError({
+      status: 429,
+      error: "TooManyRequests",
+      message: `too many failed attempts: try again in ${seconds} second${seconds === 1 ? "" : "s"}`
+    })
+
+  const tooManyAttempts = (response: HttpServerResponse.HttpServerResponse, seconds: number) =>
+    HttpServerResponse.setHeader(response, "retry-after", String(seconds))
+
+  /**
+   * Digests of `Authorization` headers that authenticated lately (at most 1024, oldest out first): a script that
+   * proved its credentials is not slowed down by the attempts of others, even when they spent its user's budget.
+   * Only a header equal to one that succeeded gets in, so guessing gains nothing from it.
+   */
+  const provenHeaders = new Set<string>()
+  const remember = (id: string) => {
+    provenHeaders.delete(id)
+    if (provenHeaders.size >= 1024) provenHeaders.delete(provenHeaders.values().next().value!)
+    provenHeaders.add(id)
+  }
+
+  /**
+   * Reads the request's credentials. An `Authorization` header not seen to succeed before passes the limiter
+   * first: refused (`Limited`) when the client's or the user's budget of failures is spent, compared otherwise,
+   * and the attempt is given back when it succeeds. Session cookies are signed and not guessable: they are not
+   * counted.
+   */
+  const authenticate = (
+    request: HttpServerRequest.HttpServerRequest,
+    now: number
+  ): Effect.Effect<Authentication | Limited> => {
+    const header = request.headers.authorization
+    const cookie = request.cookies[sessionCookie]
+    if (header === undefined || header === "") return Effect.succeed(auth.authenticate(header, cookie, now))
+    const id = digestOf(header)
+    if (provenHeaders.has(id)) return Effect.succeed(auth.authenticate(header, cookie, now))
+    return Effect.flatMap(
+      config.limiter.gate(clientKey(request.remoteAddress), claimant(header)),
+      (gate): Effect.Effect<Authentication | Limited> => {
+        if (gate._tag === "Shut")
+          return Effect.succeed({ _tag: "Limited", retryAfterSeconds: gate.retryAfterSeconds } as const)
+        const authentication = auth.authenticate(header, cookie, now)
+        const succeeded = authentication._tag === "Authenticated"
+        if (succeeded) remember(id)
+        return Effect.as(gate.settle(succeeded), authentication)
+      }
     )
   }
 
@@ -223,13 +311,22 @@ export const make = (config: RoutesConfig) => {
       const request = yield* HttpServerRequest.HttpServerRequest
       const search = nonEmpty(yield* HttpServerRequest.ParsedSearchParams)
       const now = yield* Clock.currentTimeMillis
-      const authentication = auth.authenticate(request.headers.authorization, request.cookies[sessionCookie], now)
+      const authentication = yield* authenticate(request, now)
+      if (authentication._tag === "Limited") {
+        return tooManyAttempts(
+          errorResponse(kind, undefined, tooMany(authentication.retryAfterSeconds)),
+          authentication.retryAfterSeconds
+        )
+      }
       if (authentication._tag !== "Authenticated") {
         if (kind === "page" && request.headers.authorization === undefined) {
           const next = request.method === "GET" ? request.url : "/"
-          const redirect = HttpServerResponse.redirect(`${base}/login?next=${encodeURIComponent(safeNext(next))}`, {
-            status: 303
-          })
+          const redirect = HttpServerResponse.redirect(
+            `${base}/login?next=${encodeURIComponent(safeNext(next, base))}`,
+            {
+              status: 303
+            }
+          )
           return authentication._tag === "Invalid"
             ? HttpServerResponse.expireCookieUnsafe(redirect, sessionCookie, { path: cookiePath })
             : redirect
@@ -267,7 +364,7 @@ export const make = (config: RoutesConfig) => {
         return yield* f({ request, search, principal, body, now })
       })
       return yield* run.pipe(Effect.catch((error) => Effect.succeed(errorResponse(kind, principal, error))))
-    }).pipe(Effect.map(HttpServerResponse.setHeaders({ ...securityHeaders, "cache-control": "no-store" })))
+    })
 
   /** Runs an invalidation as `actor`, reporting to the admin's listener. */
   const invalidate = (request: InvalidateRequest, actor: string): Effect.Effect<number, Failure> =>
@@ -447,8 +544,8 @@ export const make = (config: RoutesConfig) => {
   const loginGet = Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const search = yield* HttpServerRequest.ParsedSearchParams
-    return loginForm(request, safeNext(search.next), 200)
-  }).pipe(Effect.map(HttpServerResponse.setHeaders({ ...securityHeaders, "cache-control": "no-store" })))
+    return loginForm(request, safeNext(search.next, base), 200)
+  })
 
   const loginPost = Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
@@ -459,11 +556,29 @@ export const make = (config: RoutesConfig) => {
       }
       const body = yield* readBody(request, "page")
       const form = yield* decodeInput(LoginForm, body, "form")
-      const next = safeNext(form.next)
+      const next = safeNext(form.next, base)
       if (!auth.checkLoginToken(request.cookies[loginCookie], form._login)) {
         return loginForm(request, next, 403, "The login form expired or was not sent from this page: try again.")
       }
-      const user = auth.login(form.username ?? "", form.password)
+      const username = form.username ?? ""
+      const gate = yield* config.limiter.gate(
+        clientKey(request.remoteAddress),
+        username === "" ? "token" : `user:${username}`
+      )
+      if (gate._tag === "Shut") {
+        const seconds = gate.retryAfterSeconds
+        return tooManyAttempts(
+          loginForm(
+            request,
+            next,
+            429,
+            `Too many failed attempts: try again in ${seconds} second${seconds === 1 ? "" : "s"}.`
+          ),
+          seconds
+        )
+      }
+      const user = auth.login(username, form.password)
+      yield* gate.settle(user !== undefined)
       if (user === undefined) {
         // A small pause makes guessing slower; the comparisons themselves are constant-time.
         yield* Effect.sleep("250 millis")
@@ -482,12 +597,12 @@ export const make = (config: RoutesConfig) => {
       )
     })
     return yield* attempt.pipe(Effect.catch((error) => Effect.succeed(errorResponse("page", undefined, error))))
-  }).pipe(Effect.map(HttpServerResponse.setHeaders({ ...securityHeaders, "cache-control": "no-store" })))
+  })
 
   const styleCss = Effect.succeed(
     HttpServerResponse.text(stylesheet, {
       contentType: "text/css; charset=utf-8",
-      headers: { ...securityHeaders, "cache-control": "public, max-age=300" }
+      headers: { "cache-control": "public, max-age=300" }
     })
   )
 
@@ -549,29 +664,129 @@ export const make = (config: RoutesConfig) => {
     })
   )
 
+  type Route = Effect.Effect<
+    HttpServerResponse.HttpServerResponse,
+    never,
+    HttpServerRequest.HttpServerRequest | HttpServerRequest.ParsedSearchParams
+  >
+
+  /** Every route: path (under the mount path), then method. */
+  const table: Record<string, Partial<Record<"GET" | "POST", Route>>> = {
+    "/": { GET: dashboard },
+    "/style.css": { GET: styleCss },
+    "/login": { GET: loginGet, POST: loginPost },
+    "/logout": { POST: logout },
+    "/keys": { GET: keysPage },
+    "/node": { GET: nodePage },
+    "/key": { GET: keyPage },
+    "/invalidate": { GET: confirmPage, POST: invalidatePage },
+    "/history": { GET: historyHtml },
+    "/api/session": { GET: apiSession },
+    "/api/stats": { GET: apiStats },
+    "/api/node": { GET: apiNode },
+    "/api/keys": { GET: apiKeys },
+    "/api/key": { GET: apiKey },
+    "/api/invalidate": { POST: apiInvalidate },
+    "/api/history": { GET: apiHistory }
+  }
+
+  const kindOf = (path: string): "page" | "api" => (path === "/api" || path.startsWith("/api/") ? "api" : "page")
+
+  const withProxies =
+    config.trustedProxies === undefined
+      ? <A, E, R>(effect: Effect.Effect<A, E, R>) => effect
+      : HttpMiddleware.xForwardedHeaders({ trustedProxies: config.trustedProxies })
+
+  /**
+   * Sets the security headers on an answer (and `Cache-Control: no-store` unless it says otherwise), and turns a
+   * defect into a `500` that carries them too (the defect is logged, not shown).
+   */
+  const secured = (kind: "page" | "api", route: Route): Route =>
+    withProxies(route).pipe(
+      Effect.catchDefect((defect) =>
+        Effect.as(
+          Effect.logError("effect-cacheme admin: a request failed", defect),
+          errorResponse(
+            kind,
+            undefined,
+            new RequestError({ status: 500, error: "InternalError", message: "the admin failed to answer (logged)" })
+          )
+        )
+      ),
+      Effect.map((response) =>
+        HttpServerResponse.setHeaders(response, {
+          ...securityHeaders,
+          "cache-control": response.headers["cache-control"] ?? "no-store"
+        })
+      )
+    )
+
+  /** `404` for a path the admin does not have, `405` (with `Allow`) for a method a path does not take. */
+  const refusal = (path: string, method: string) => {
+    const kind = kindOf(path)
+    const methods = table[path]
+    if (methods === undefined) {
+      return errorResponse(kind, undefined, notFound(`no such ${kind === "api" ? "API route" : "page"}: ${path}`))
+    }
+    const allowed = Object.keys(methods).flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m]))
+    return HttpServerResponse.setHeader(
+      errorResponse(
+        kind,
+        undefined,
+        new RequestError({
+          status: 405,
+          error: "MethodNotAllowed",
+          message: `${method} is not allowed on ${path}: use ${allowed.join(", ")}`
+        })
+      ),
+      "allow",
+      allowed.join(", ")
+    )
+  }
+
+  /**
+   * Takes every request under the mount path that no route took: the mount path itself (the dashboard), `HEAD`
+   * of a `GET` route, and otherwise a `404` or `405` with the security headers (the router's own would carry none).
+   */
+  const fallback: Route = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const path = pathOf(request.url)
+    const methods = table[path]
+    const route = methods?.[request.method as "GET" | "POST"] ?? (request.method === "HEAD" ? methods?.GET : undefined)
+    return route !== undefined ? route : Effect.succeed(refusal(path, request.method))
+  })
+
   const register = (router: HttpRouter.HttpRouter) => {
     const r = base === "" ? router : router.prefixed(base)
-    return Effect.all([
-      r.add("GET", "/", dashboard),
-      r.add("GET", "/style.css", styleCss),
-      r.add("GET", "/login", loginGet),
-      r.add("POST", "/login", loginPost),
-      r.add("POST", "/logout", logout),
-      r.add("GET", "/keys", keysPage),
-      r.add("GET", "/node", nodePage),
-      r.add("GET", "/key", keyPage),
-      r.add("GET", "/invalidate", confirmPage),
-      r.add("POST", "/invalidate", invalidatePage),
-      r.add("GET", "/history", historyHtml),
-      r.add("GET", "/api/session", apiSession),
-      r.add("GET", "/api/stats", apiStats),
-      r.add("GET", "/api/node", apiNode),
-      r.add("GET", "/api/keys", apiKeys),
-      r.add("GET", "/api/key", apiKey),
-      r.add("POST", "/api/invalidate", apiInvalidate),
-      r.add("GET", "/api/history", apiHistory)
-    ])
+    const routes = Object.entries(table).flatMap(([path, methods]) =>
+      path === "/"
+        ? []
+        : Object.entries(methods).map(([method, route]) =>
+            r.add(method as "GET" | "POST", path as `/${string}`, secured(kindOf(path), route!))
+          )
+    )
+    return Effect.all([...routes, r.add("*", base === "" ? "/*" : "*", secured("page", fallback))], { discard: true })
   }
 
   return { register }
 }
+
+/** The path of a request URL: without query or fragment, `/` for the empty path, duplicate slashes merged. */
+const pathOf = (url: string): string => {
+  const end = url.search(/[?#]/)
+  const path = (end === -1 ? url : url.slice(0, end)).replace(/\/{2,}/g, "/")
+  return path === "" ? "/" : path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path
+}
+
+/**
+ * What the standalone server answers outside the admin's path: `404`, with the security headers.
+ */
+export const outside: Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpServerRequest.HttpServerRequest> =
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+    HttpServerResponse.setHeaders(
+      HttpServerResponse.text(`no such page: ${pathOf(request.url).slice(0, 256)}\n`, {
+        status: 404,
+        contentType: "text/plain; charset=utf-8"
+      }),
+      { ...securityHeaders, "cache-control": "no-store" }
+    )
+  )
