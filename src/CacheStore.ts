@@ -20,6 +20,7 @@
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
+import type { Watch } from "./internal/notices.ts"
 import type { Freshness } from "./internal/protocol.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
 import { makeRedisStore, makeRedisStoreFromConfig, type RedisOptions } from "./store/Redis.ts"
@@ -148,7 +149,7 @@ export interface Fill {
  */
 export type Mode = "hard" | "soft"
 
-export type { Freshness }
+export type { Freshness, Watch }
 
 /**
  * One entry as the admin page sees it.
@@ -289,6 +290,12 @@ export class CacheStore extends Context.Service<
     readonly setSize: (set: string) => Effect.Effect<number, CacheStoreError>
     /** A round trip to the store, in millis. */
     readonly ping: Effect.Effect<number, CacheStoreError>
+    /**
+     * Watches `key` for the end of a load under way (its holder's fill or release), so that herd waiters wake
+     * at once instead of at their next poll. Optional (a Redis Cluster has none), and a hint only: a notice may
+     * be missed, and waiters keep polling.
+     */
+    readonly watch?: ((key: string) => Watch) | undefined
   }
 >()("effect-cacheme/CacheStore") {}
 

@@ -662,26 +662,34 @@ const relook = <A, E, R>(call: Call<A, E, R>, changes: number): Result<A, E> =>
  * grants unless a live one stands; only then, past `herdMaxWait`, does it load without storing.
  */
 const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
-  Effect.gen(function* () {
-    yield* call.metrics.herdWait
-    const { herdRetryCount, herdRetryInterval, herdMaxWait } = call.settings
-    const quick = Duration.toMillis(herdRetryInterval)
-    const slowest = Math.max(quick, Math.min(100, Math.floor(call.timing.leaseMillis / 4)))
-    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
-    let delay = quick
-    for (let polls = 1; ; polls++) {
-      yield* Effect.sleep(delay)
-      if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
-      const step = yield* look(call)
-      if (step._tag === "Done") return step.served
-      if (step._tag !== "Miss") return yield* loadOnly(call)
-      const over = (yield* Clock.currentTimeMillis) >= deadline
-      if (step.view.holder !== undefined && !over) continue
-      const acquired = yield* acquire(call, step.view)
-      if (acquired._tag === "Served") return acquired.served
-      if (over) return yield* loadOnly(call)
-    }
-  })
+  Effect.acquireUseRelease(
+    Effect.sync(() => call.store.watch?.(call.instance.key)),
+    (watch) =>
+      Effect.gen(function* () {
+        yield* call.metrics.herdWait
+        const { herdRetryCount, herdRetryInterval, herdMaxWait } = call.settings
+        const quick = Duration.toMillis(herdRetryInterval)
+        const slowest = Math.max(quick, Math.min(100, Math.floor(call.timing.leaseMillis / 4)))
+        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
+        let delay = quick
+        for (let polls = 1; ; polls++) {
+          // A completion notice (the holder filled or released) ends the wait early.
+          if (watch === undefined) yield* Effect.sleep(delay)
+          else yield* watch.wait(delay)
+          watch?.arm()
+          if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
+          const step = yield* look(call)
+          if (step._tag === "Done") return step.served
+          if (step._tag !== "Miss") return yield* loadOnly(call)
+          const over = (yield* Clock.currentTimeMillis) >= deadline
+          if (step.view.holder !== undefined && !over) continue
+          const acquired = yield* acquire(call, step.view)
+          if (acquired._tag === "Served") return acquired.served
+          if (over) return yield* loadOnly(call)
+        }
+      }),
+    (watch) => Effect.sync(() => watch?.close())
+  )
 
 /** A hook (`onHit`, `onMiss`) run so that it can never fail or break the read: a failure is logged. */
 const runHook = (

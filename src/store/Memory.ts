@@ -17,6 +17,7 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
+import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 
 /**
@@ -170,6 +171,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       return true
     }
 
+    const notices = Notices.makeNotices()
+
     const fill = (key: string, token: string, sets: Sets, recorded: ReadonlyArray<string>, value: Fill) =>
       withClock((now) => {
         const current = record(key, now)
@@ -198,6 +201,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           for (const [other, until] of index) if (until <= now) index.delete(other)
           index.set(member, expiresAt)
         })
+        notices.notify(key)
         return true
       })
 
@@ -219,7 +223,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       created: ReadonlyArray<boolean>
     ) =>
       withClock((now) => {
-        dropLease(key, token, now)
+        if (dropLease(key, token, now)) notices.notify(key)
         sets.names.forEach((set, i) => {
           if (created[i] && stamp(set, now) === recorded[i]) stamps.delete(set)
         })
@@ -435,7 +439,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       scan,
       inspect,
       setSize,
-      ping: Effect.succeed(0)
+      ping: Effect.succeed(0),
+      watch: notices.watch
     }
   })
 

@@ -23,6 +23,7 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob, escapeGlob } from "../internal/glob.ts"
+import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
 
@@ -118,6 +119,40 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const indexKey = (set: string) => Protocol.indexKey(prefix, set)
     const protocolPrefix = prefix + Protocol.setMarker
     let fills = 0
+
+    // Completion notices (single Redis only: a Cluster's waiters poll). The subscriber connection opens with the
+    // first herd wait and resubscribes by itself after a reconnect; a notice missed meanwhile only costs a poll.
+    let subscriber: Redis | undefined
+    const noticeChannel = (key: string) => (isCluster ? "" : Notices.channel(prefix, key))
+    const noticePrefix = Notices.channel(prefix, "")
+    const subscriberOf = (): Redis => {
+      if (subscriber === undefined) {
+        const opened = client.duplicate({
+          lazyConnect: false,
+          enableOfflineQueue: true,
+          enableAutoPipelining: false,
+          autoResubscribe: true,
+          maxRetriesPerRequest: null,
+          connectionName: "cacheme-notices",
+          // Pub/sub messages as RESP2 messages (RESP3 push frames are not all delivered by ioredis).
+          protocol: 2
+        })
+        opened.on("error", () => {})
+        opened.on("message", (channel: string) => {
+          if (channel.startsWith(noticePrefix)) notices.notify(channel.slice(noticePrefix.length))
+        })
+        subscriber = opened
+      }
+      return subscriber
+    }
+    const notices = Notices.makeNotices({
+      subscribe: (key) =>
+        void subscriberOf()
+          .subscribe(Notices.channel(prefix, key))
+          .catch(() => undefined),
+      unsubscribe: (key) => void subscriber?.unsubscribe(Notices.channel(prefix, key)).catch(() => undefined)
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => subscriber?.disconnect()))
 
     const failure = (operation: string, cause: unknown) =>
       new CacheStoreError({
@@ -217,7 +252,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       created: ReadonlyArray<boolean>
     ) =>
       Promise.all([
-        scripts.cachemeRelease!(entryKey(key), token),
+        scripts.cachemeRelease!(entryKey(key), token, noticeChannel(key)),
         ...sets.names.flatMap((set, i) => (created[i] ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []))
       ])
 
@@ -310,7 +345,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         const prune = fills++ % pruneEvery === 0 ? "1" : "0"
         if (!isCluster) {
           const indexes = sets.names.map(indexKey)
-          const args = [token, record, life, indexes.length, score, member, prune, now]
+          const args = [token, record, life, indexes.length, score, member, prune, now, noticeChannel(key)]
           const reply = (await scripts.cachemeFill!(
             1 + indexes.length,
             entryKey(key),
@@ -639,7 +674,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       scan,
       inspect,
       setSize,
-      ping
+      ping,
+      ...(isCluster ? {} : { watch: notices.watch })
     }
   })
 

@@ -109,7 +109,8 @@ export const FillReply = { Lost: 0, Stored: 1 } as const
 
 /**
  * KEYS[1] entry, then (single Redis) the n indexes of its sets; ARGV token, record, lifeMillis (-1: for ever), n,
- * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now -> {0} lost
+ * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now, the key's
+ * notice channel ("": none; published on when stored, see `internal/notices.ts`) -> {0} lost
  * (the lease is not ours) | {1} stored | {1, fill token, sets JSON} stored over a value (a refresh): the value it
  * replaced is to leave the indexes.
  */
@@ -124,6 +125,7 @@ for i = 2, #KEYS do
   if ARGV[7] == '1' then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
   redis.call('ZADD', KEYS[i], ARGV[5], ARGV[6])
 end
+if ARGV[9] ~= nil and ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '') end
 local state = ${stateOf("rec")}
 if state == 'V' or state == 'S' then
 ${fieldsOf}
@@ -155,7 +157,7 @@ if pttl >= 0 and pttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end
 return 1`
 )
 
-/** KEYS[1] entry; ARGV token -> 1 released | 0 the lease is not `token`'s. */
+/** KEYS[1] entry; ARGV token, the key's notice channel ("": none) -> 1 released | 0 the lease is not `token`'s. */
 export const release = script<number>(
   "cachemeRelease",
   1,
@@ -166,6 +168,7 @@ if ${stateOf("rec")} == 'L' then
 else
   redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ${noLease})
 end
+if ARGV[2] ~= nil and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], '') end
 return 1`
 )
 
