@@ -132,10 +132,7 @@ export const check = (input: CheckInput): Verdict => {
   const exists = (id: number, version: number, grp: number | undefined, title: string) =>
     placed(id).some(
       ({ state }) =>
-        !state.deleted &&
-        state.version === version &&
-        state.title === title &&
-        (grp === undefined || state.grp === grp)
+        !state.deleted && state.version === version && state.title === title && (grp === undefined || state.grp === grp)
     )
 
   const stale = (read: ReadRecord, contradicted: ReadonlyArray<WriteRecord>, ids: ReadonlyArray<number>, why: string) =>
@@ -244,7 +241,9 @@ export const check = (input: CheckInput): Verdict => {
             matches(state) &&
             resolvedBefore(write) &&
             // Taken out of the list by a later write that may have committed before the load read the table.
-            !history.some((later) => rank(later.state) > rank(state) && !matches(later.state) && startedBefore(later.write))
+            !history.some(
+              (later) => rank(later.state) > rank(state) && !matches(later.state) && startedBefore(later.write)
+            )
         )
         if (contradicted.length > 0) {
           stale(

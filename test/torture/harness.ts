@@ -179,7 +179,8 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
       `violations: ${Object.entries(counts)
         .map(([name, count]) => `${name} ${count}`)
         .join(", ")}`
-    const failure = verdict.violations.length === 0 ? "" : report({ label: options.label, seed, verdict, logs, initial })
+    const failure =
+      verdict.violations.length === 0 ? "" : report({ label: options.label, seed, verdict, logs, initial })
     return {
       verdict,
       final,

@@ -130,20 +130,20 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
         // Both spellings of a cached read: Memo.fn and Memo.cached.
         return draw < 0.5
           ? itemFn({ id: target.id })
-          : model.load
-              .item(target.id)
-              .pipe(Effect.tap(() => model.pause), Memo.cached(model.Item.make({ id: target.id })))
+          : model.load.item(target.id).pipe(
+              Effect.tap(() => model.pause),
+              Memo.cached(model.Item.make({ id: target.id }))
+            )
       case "group":
-        return model.load
-          .group(target.grp, target.prefix)
-          .pipe(
-            Effect.tap(() => model.pause),
-            Memo.cached(model.Group.make({ grp: target.grp, prefix: target.prefix }))
-          )
+        return model.load.group(target.grp, target.prefix).pipe(
+          Effect.tap(() => model.pause),
+          Memo.cached(model.Group.make({ grp: target.grp, prefix: target.prefix }))
+        )
       case "counter":
-        return model.load
-          .counter(target.k)
-          .pipe(Effect.tap(() => model.pause), Memo.cached(model.Counter.make({ k: target.k })))
+        return model.load.counter(target.k).pipe(
+          Effect.tap(() => model.pause),
+          Memo.cached(model.Counter.make({ k: target.k }))
+        )
     }
   }
 
@@ -260,7 +260,12 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           const id = writable(d[1]!, d[2]!)
           const row = yield* selectRow(id)
           if (row === undefined) return { states: [], detail: `${id} absent` }
-          const grp = move ? pick(GROUPS.filter((g) => g !== row.grp), d[3]!) : row.grp
+          const grp = move
+            ? pick(
+                GROUPS.filter((g) => g !== row.grp),
+                d[3]!
+              )
+            : row.grp
           const title = move ? row.title : pick(TITLES, d[3]!)
           const result = yield* Database.query((db) =>
             db
@@ -310,7 +315,10 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           if (affected(result as any) !== 1) return { states: [], detail: `${id} v${row.version}: lost` }
           if (fromMine) mine.splice(mine.indexOf(id), 1)
           else baseDeletes++
-          return { states: [state({ ...row, version: row.version + 1 }, row.grp, true)], detail: `${id} v${row.version}` }
+          return {
+            states: [state({ ...row, version: row.version + 1 }, row.grp, true)],
+            detail: `${id} v${row.version}`
+          }
         })
 
       const rawUpdate = (d: ReadonlyArray<number>) =>
@@ -374,11 +382,7 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
               const id = present[0]!
               const title = pick(TITLES, d[4]!)
               yield* Database.query((db) =>
-                db
-                  .updateTable(table)
-                  .set({ title, version: sql`version + 1` })
-                  .where("id", "=", id)
-                  .execute()
+                db.updateTable(table).set({ title, version: sql`version + 1` }).where("id", "=", id).execute()
               )
               steps.push(`update ${id} ${JSON.stringify(title)}`)
             }
@@ -389,11 +393,7 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
               yield* Database.transaction(
                 Effect.gen(function* () {
                   yield* Database.query((db) =>
-                    db
-                      .updateTable(table)
-                      .set({ grp, version: sql`version + 1` })
-                      .where("id", "=", id)
-                      .execute()
+                    db.updateTable(table).set({ grp, version: sql`version + 1` }).where("id", "=", id).execute()
                   )
                   if (undo) return yield* new Rollback({ where: "savepoint" })
                 })
@@ -415,7 +415,10 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
               inserted = freshId(config.worker, nextFresh++)
               const id = inserted
               yield* Database.query((db) =>
-                db.insertInto(table).values({ id, grp: pick(GROUPS, d[5]!), title: "t1", version: 1 }).execute()
+                db
+                  .insertInto(table)
+                  .values({ id, grp: pick(GROUPS, d[5]!), title: "t1", version: 1 })
+                  .execute()
               )
               steps.push(`insert ${inserted}`)
             }
@@ -444,11 +447,7 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
             const title = pick(TITLES, d[2]!)
             const before = yield* lockRows([], grp)
             yield* Database.query((db) =>
-              db
-                .updateTable(table)
-                .set({ title, version: sql`version + 1` })
-                .where("grp", "=", grp)
-                .execute()
+              db.updateTable(table).set({ title, version: sql`version + 1` }).where("grp", "=", grp).execute()
             )
             const after = yield* lockRows(
               before.map((row) => row.id),
@@ -477,7 +476,10 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
             ways.push(
               [`key ${instance.key}`, Memo.invalidate(instance, options)],
               [`group by-id ${target.id}`, InvalidNode.invalidate(model.ById.make({ id: target.id }), options)],
-              [`group by-id ${target.id} (TableInvalidNode)`, TableInvalidNode.invalidate(model.ById, { id: target.id }, options)],
+              [
+                `group by-id ${target.id} (TableInvalidNode)`,
+                TableInvalidNode.invalidate(model.ById, { id: target.id }, options)
+              ],
               [`group shard ${target.id % 3}`, InvalidNode.invalidate(model.Shard.make({ s: target.id % 3 }), options)],
               [`pattern ${instance.key}`, Memo.invalidatePattern(escapeGlob(instance.key), options)],
               [`tag ${model.rowsTag}`, Memo.invalidateTag(model.rowsTag, options)],
@@ -491,7 +493,10 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
             ways.push(
               [`key ${instance.key}`, Memo.invalidate(instance, options)],
               [`group by-grp ${target.grp}`, InvalidNode.invalidate(model.ByGrp.make({ grp: target.grp }), options)],
-              [`group by-grp ${target.grp} (TableInvalidNode)`, TableInvalidNode.invalidate(model.ByGrp, { grp: target.grp }, options)],
+              [
+                `group by-grp ${target.grp} (TableInvalidNode)`,
+                TableInvalidNode.invalidate(model.ByGrp, { grp: target.grp }, options)
+              ],
               [`tag ${model.rowsTag}`, Memo.invalidateTag(model.rowsTag, options)],
               [`node ${model.Group.name}`, Memo.invalidateNode(model.Group, options)],
               [`table tag`, Memo.invalidateTag(TableInvalidNode.tableTag(table), options)]
@@ -509,7 +514,8 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           }
         }
         // Tags and nodes reach every entry: rarer than keys and groups.
-        const [name, effect] = d < 0.85 ? ways[Math.floor((d / 0.85) * Math.min(ways.length, 5))]! : pick(ways, (d - 0.85) / 0.15)
+        const [name, effect] =
+          d < 0.85 ? ways[Math.floor((d / 0.85) * Math.min(ways.length, 5))]! : pick(ways, (d - 0.85) / 0.15)
         return { name, mode, effect }
       }
 
@@ -555,13 +561,17 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           for (let waited = 0; ; waited++) {
             const arrived = Number(yield* Effect.promise(() => redis.get(model.keys.arrived(phase))))
             if (arrived >= config.workers) break
-            if (waited > 12_000) return yield* Effect.die(new Error(`cold phase ${phase}: the other workers never came`))
+            if (waited > 12_000)
+              return yield* Effect.die(new Error(`cold phase ${phase}: the other workers never came`))
             yield* Effect.sleep(5)
           }
           const load = Effect.gen(function* () {
             yield* Effect.promise(() => redis.incr(model.keys.coldRuns(phase)))
             const rows = yield* Database.query((db) =>
-              db.selectFrom(table).select((eb) => eb.fn.countAll().as("n")).executeTakeFirstOrThrow()
+              db
+                .selectFrom(table)
+                .select((eb) => eb.fn.countAll().as("n"))
+                .executeTakeFirstOrThrow()
             )
             yield* Effect.sleep(config.coldLoadMillis)
             return { phase, rows: Number(rows.n), load: loadId() }
@@ -599,14 +609,20 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
                       : op < 0.78
                         ? write("delete", d, deleteRow(d, false))
                         : op < 0.83
-                          ? write(d[0]! < 0.85 ? "raw-update" : "raw-delete", d, d[0]! < 0.85 ? rawUpdate(d) : deleteRow(d, true))
+                          ? write(
+                              d[0]! < 0.85 ? "raw-update" : "raw-delete",
+                              d,
+                              d[0]! < 0.85 ? rawUpdate(d) : deleteRow(d, true)
+                            )
                           : op < 0.91
                             ? write("transaction", d, transaction(d))
                             : op < 0.94
                               ? write("bulk", d, bulk(d))
                               : write("counter", d, counter(d))
         yield* step.pipe(
-          Effect.catchCause((cause) => Effect.sync(() => errors.push(`w${config.worker}/f${f} op ${i}: ${Cause.pretty(cause)}`)))
+          Effect.catchCause((cause) =>
+            Effect.sync(() => errors.push(`w${config.worker}/f${f} op ${i}: ${Cause.pretty(cause)}`))
+          )
         )
       }
     })
@@ -644,7 +660,7 @@ const verify = (config: WorkerConfig, model: Model) =>
             ran = true
           })
         )
-        const value = yield* (Memo.cached(counted, instance as any) as Effect.Effect<A, unknown, any>)
+        const value = yield* Memo.cached(counted, instance as any) as Effect.Effect<A, unknown, any>
         if (ran) return
         cached++
         const fresh = yield* load
