@@ -67,6 +67,8 @@ export interface Verdict {
   readonly counts: Record<Check, number>
   readonly totals: {
     readonly reads: number
+    /** Reads served a value an earlier read (ended before this one started) had returned: from the store. */
+    readonly served: number
     readonly readbacks: number
     readonly writes: number
     readonly committed: number
@@ -315,6 +317,13 @@ export const check = (input: CheckInput): Verdict => {
     })
   }
 
+  const firstReturned = new Map<string, number>()
+  for (const read of reads) {
+    const load = read.value.load as string
+    firstReturned.set(load, Math.min(firstReturned.get(load) ?? Number.POSITIVE_INFINITY, read.end))
+  }
+  const served = reads.filter((read) => firstReturned.get(read.value.load)! < read.start).length
+
   const counts = Object.fromEntries(CHECKS.map((c) => [c, 0])) as Record<Check, number>
   for (const violation of violations) counts[violation.check]++
   return {
@@ -322,6 +331,7 @@ export const check = (input: CheckInput): Verdict => {
     counts,
     totals: {
       reads: reads.length,
+      served,
       readbacks: reads.filter((r) => r.readback !== undefined).length,
       writes: writes.length - 1,
       committed: committed.length - 1,
@@ -340,6 +350,7 @@ export const report = (options: {
   readonly verdict: Verdict
   readonly logs: ReadonlyArray<WorkerLog>
   readonly initial: WriteRecord
+  /** How many violations of each check to tell (2). */
   readonly limit?: number
 }): string => {
   const { initial, label, logs, seed, verdict } = options
@@ -365,7 +376,10 @@ export const report = (options: {
         return `${at} cold ${record.phase}: ${JSON.stringify(record.loads)}`
     }
   }
-  for (const violation of verdict.violations.slice(0, options.limit ?? 6)) {
+  // The first few of each check, in the order of CHECKS: one kind of violation does not hide the others.
+  const perCheck = options.limit ?? 2
+  const shown = CHECKS.flatMap((c) => verdict.violations.filter((v) => v.check === c).slice(0, perCheck))
+  for (const violation of shown) {
     lines.push("", `${violation.check}: ${violation.message}`)
     if (violation.record !== undefined) lines.push(`  at: ${show(violation.record)}`)
     for (const write of violation.writes.slice(0, 4)) lines.push(`  contradicts: ${show(write)}`)
@@ -382,8 +396,8 @@ export const report = (options: {
       for (const r of before) lines.push(`    ${show(r)}`)
     }
   }
-  if (verdict.violations.length > (options.limit ?? 6)) {
-    lines.push("", `... and ${verdict.violations.length - (options.limit ?? 6)} more`)
+  if (verdict.violations.length > shown.length) {
+    lines.push("", `... and ${verdict.violations.length - shown.length} more`)
   }
   return lines.join("\n")
 }

@@ -27,6 +27,8 @@ export const TITLES = ["t1", "t2", "null", "nullx", "x"] as const
 export const COUNTERS = [0, 1, 2] as const
 /** Ids 1..BASE_ROWS exist at the start. */
 export const BASE_ROWS = 24
+/** Ids 1..HOT_ROWS are read and written more often than the others. */
+export const HOT_ROWS = 4
 /** Each worker inserts ids `freshId(worker, 0..FRESH_PER_WORKER-1)`, in order; nobody else does. */
 export const FRESH_PER_WORKER = 12
 
@@ -132,7 +134,16 @@ export const makeModel = (options: {
     stale: false
   })
 
-  const pause = Effect.suspend(() => (Math.random() < 0.5 ? Effect.sleep(Math.floor(Math.random() * 8)) : Effect.void))
+  const pause = Effect.suspend(() => {
+    const r = Math.random()
+    // Mostly short; one load in ten is slow (20-60 ms), so that writes and invalidations land during loads that
+    // other callers of the process have joined.
+    return r < 0.1
+      ? Effect.sleep(20 + Math.floor(Math.random() * 40))
+      : r < 0.55
+        ? Effect.sleep(Math.floor(Math.random() * 8))
+        : Effect.void
+  })
 
   /** The loaders, uncached: what a fresh SELECT (or GET) gives. */
   const load = {

@@ -20,6 +20,7 @@ const torture = async (options: Options) => {
   // The final pass compared cached entries, not only misses; every entry key is one the run made.
   assert.isAbove(outcome.final.cached, 0, "the final pass found nothing cached")
   assert.deepStrictEqual(outcome.final.unknownKeys, [], "entry keys no instance of the run has")
+  assert.isAbove(outcome.verdict.totals.served, 0, "no read was served from the store")
   assert.isAbove(outcome.verdict.totals.probes, 0)
   assert.isAbove(outcome.verdict.totals.readbacks, 0)
 }

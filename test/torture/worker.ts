@@ -36,6 +36,7 @@ import {
   FRESH_PER_WORKER,
   freshId,
   GROUPS,
+  HOT_ROWS,
   type Model,
   makeModel,
   PREFIXES,
@@ -164,10 +165,13 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           return value
         })
 
+      /** Rows 1-4 are hot (every fiber of every process reads and writes them often); fresh ids may not exist yet. */
       const pickId = (d: number, e: number) =>
-        d < 0.8
-          ? 1 + Math.floor(e * BASE_ROWS)
-          : freshId(Math.floor(e * config.workers), Math.floor(((e * config.workers) % 1) * FRESH_PER_WORKER))
+        d < 0.3
+          ? 1 + Math.floor(e * HOT_ROWS)
+          : d < 0.8
+            ? 1 + Math.floor(e * BASE_ROWS)
+            : freshId(Math.floor(e * config.workers), Math.floor(((e * config.workers) % 1) * FRESH_PER_WORKER))
 
       const pickTarget = (d: ReadonlyArray<number>): ReadTarget =>
         d[0]! < 0.5
@@ -178,7 +182,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
 
       /** A row to write: one of the base rows, or one this worker inserted. */
       const writable = (d: number, e: number) =>
-        mine.length > 0 && d < 0.3 ? mine[Math.floor(e * mine.length)]! : 1 + Math.floor(e * BASE_ROWS)
+        mine.length > 0 && d < 0.3
+          ? mine[Math.floor(e * mine.length)]!
+          : d < 0.55
+            ? 1 + Math.floor(e * HOT_ROWS)
+            : 1 + Math.floor(e * BASE_ROWS)
 
       const selectRow = (id: number) =>
         Database.query((db) => db.selectFrom(table).selectAll().where("id", "=", id).executeTakeFirst()).pipe(
@@ -465,8 +473,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           return { states: [], counters: [{ k, n }], detail: `counter ${k} = ${n}` }
         })
 
-      /** One of the ways to invalidate what a target's entry depends on, with its name. */
-      const invalidation = (target: ReadTarget, d: number, e: number) => {
+      /**
+       * One of the ways to invalidate what a target's entry depends on, with its name and index; `avoid` names an
+       * index not to take (a probe's second round invalidates through another set than its first).
+       */
+      const invalidation = (target: ReadTarget, d: number, e: number, avoid?: number) => {
         const mode = e < 0.3 ? ("soft" as const) : ("hard" as const)
         const options = { mode }
         const ways: Array<[string, Effect.Effect<number, unknown, any>]> = []
@@ -514,9 +525,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           }
         }
         // Tags and nodes reach every entry: rarer than keys and groups.
-        const [name, effect] =
-          d < 0.85 ? ways[Math.floor((d / 0.85) * Math.min(ways.length, 5))]! : pick(ways, (d - 0.85) / 0.15)
-        return { name, mode, effect }
+        let index =
+          d < 0.85 ? Math.floor((d / 0.85) * Math.min(ways.length, 5)) : Math.floor(((d - 0.85) / 0.15) * ways.length)
+        if (index === avoid) index = (index + 1) % ways.length
+        const [name, effect] = ways[index]!
+        return { name, mode, effect, index }
       }
 
       const invalidate = (d: ReadonlyArray<number>) =>
@@ -530,28 +543,40 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           records.push({ kind: "invalidate", ...meta, start, end, target: name, mode, count })
         })
 
-      /** Membership: once one of an entry's sets is invalidated, the value read before is never served again. */
+      /**
+       * Membership: once one of an entry's sets (or its key) is invalidated, the value read before is never served
+       * again. Two rounds through two different sets: the entry read after the first may have been refilled by
+       * another process while the first invalidation was under way, and must be in every set all the same.
+       */
       const probe = (d: ReadonlyArray<number>) =>
         Effect.gen(function* () {
           const target = pickTarget(d)
-          const first = yield* read(target, d[5]!)
-          const { effect, mode, name } = invalidation(target, d[3]!, d[4]!)
-          const meta = base()
-          const start = yield* tick
-          yield* effect
-          const second = yield* read(target, d[6]!)
-          const end = yield* tick
-          records.push({
-            kind: "probe",
-            ...meta,
-            start,
-            end,
-            key: JSON.stringify(target),
-            via: name,
-            mode,
-            before: first.load,
-            after: second.load
-          })
+          let before = yield* read(target, d[5]!)
+          let avoid: number | undefined
+          for (const [way, mode] of [
+            [d[3]!, d[4]!],
+            [d[6]!, d[0]!]
+          ] as const) {
+            const { effect, index, name } = invalidation(target, way, mode, avoid)
+            avoid = index
+            const meta = base()
+            const start = yield* tick
+            yield* effect
+            const after = yield* read(target, d[5]!)
+            const end = yield* tick
+            records.push({
+              kind: "probe",
+              ...meta,
+              start,
+              end,
+              key: JSON.stringify(target),
+              via: name,
+              mode: mode < 0.3 ? "soft" : "hard",
+              before: before.load,
+              after: after.load
+            })
+            before = after
+          }
         })
 
       /** Every worker's fiber 0 reads a cold key with `coldCallers` callers at once: one load in all. */
