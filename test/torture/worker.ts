@@ -12,7 +12,7 @@
  */
 import { writeFileSync } from "node:fs"
 import { isDeepStrictEqual } from "node:util"
-import { Cause, Data, Effect, Exit, Layer } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, Layer } from "effect"
 import { Redis } from "ioredis"
 import { type Dialect, MysqlDialect, PostgresDialect, sql } from "kysely"
 import { createPool } from "mysql2"
@@ -125,24 +125,28 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
 
   const itemFn = Memo.fn(model.Item, ({ id }) => model.load.item(id).pipe(Effect.tap(() => model.pause)))
 
-  const readValue = (target: ReadTarget, draw: number): Effect.Effect<any, unknown, any> => {
+  /** A slow loader: reads, then works 20-60 ms (a write may resolve meanwhile). */
+  const slowly = Effect.suspend(() => Effect.sleep(20 + Math.floor(Math.random() * 40)))
+
+  const readValue = (target: ReadTarget, draw: number, slow = false): Effect.Effect<any, unknown, any> => {
+    const after = slow ? slowly : model.pause
     switch (target.node) {
       case "item":
         // Both spellings of a cached read: Memo.fn and Memo.cached.
-        return draw < 0.5
+        return draw < 0.5 && !slow
           ? itemFn({ id: target.id })
           : model.load.item(target.id).pipe(
-              Effect.tap(() => model.pause),
+              Effect.tap(() => after),
               Memo.cached(model.Item.make({ id: target.id }))
             )
       case "group":
         return model.load.group(target.grp, target.prefix).pipe(
-          Effect.tap(() => model.pause),
+          Effect.tap(() => after),
           Memo.cached(model.Group.make({ grp: target.grp, prefix: target.prefix }))
         )
       case "counter":
         return model.load.counter(target.k).pipe(
-          Effect.tap(() => model.pause),
+          Effect.tap(() => after),
           Memo.cached(model.Counter.make({ k: target.k }))
         )
     }
@@ -154,11 +158,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
       let seq = 0
       const base = () => ({ worker: config.worker, fiber: f, seq: seq++ })
 
-      const read = (target: ReadTarget, draw: number, readback?: number) =>
+      const read = (target: ReadTarget, draw: number, readback?: number, slow = false) =>
         Effect.gen(function* () {
           const meta = base()
           const start = yield* tick
-          const value = yield* readValue(target, draw)
+          const value = yield* readValue(target, draw, slow)
           const end = yield* tick
           const record: ReadRecord = { kind: "read", ...meta, start, end, target, value, readback }
           records.push(record)
@@ -202,7 +206,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
         prevGrp
       })
 
-      /** Runs one write, records it, and reads back what it touched once it committed. */
+      /**
+       * Runs one write, records it, and reads back what it touched once it committed. Now and then, slow reads of
+       * `around` (what the write is about to touch) start in the background just before it: another request of
+       * the process loading the old row while the write commits, whose load the read-back must not join.
+       */
       const write = (
         op: WriteOp,
         d: ReadonlyArray<number>,
@@ -210,9 +218,20 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           { states: ReadonlyArray<RowState>; counters?: ReadonlyArray<{ k: number; n: number }>; detail: string },
           unknown,
           any
-        >
+        >,
+        around: ReadonlyArray<ReadTarget> = []
       ) =>
         Effect.gen(function* () {
+          const background =
+            around.length > 0 && d[8]! < 0.4
+              ? yield* Effect.forkChild(
+                  Effect.forEach(around, (target) => read(target, d[5]!, undefined, true), {
+                    concurrency: "unbounded",
+                    discard: true
+                  })
+                )
+              : undefined
+          if (background !== undefined) yield* Effect.sleep(2)
           const meta = base()
           const start = yield* tick
           const exit = yield* Effect.exit(body)
@@ -251,21 +270,22 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
             }
           }
           records.push(record)
-          if (record.outcome !== "committed") return
-          // Read-your-writes: every row and group the write touched, right away.
-          for (const s of record.states.slice(0, 4)) yield* read({ node: "item", id: s.id }, d[7]!, record.seq)
-          const groups = new Set(record.states.flatMap((s) => (s.prevGrp === null ? [s.grp] : [s.grp, s.prevGrp])))
-          for (const grp of groups) yield* read({ node: "group", grp, prefix: null }, d[7]!, record.seq)
-          for (const c of record.counters) yield* read({ node: "counter", k: c.k }, d[7]!, record.seq)
+          if (record.outcome === "committed") {
+            // Read-your-writes: every row and group the write touched, right away.
+            for (const s of record.states.slice(0, 4)) yield* read({ node: "item", id: s.id }, d[7]!, record.seq)
+            const groups = new Set(record.states.flatMap((s) => (s.prevGrp === null ? [s.grp] : [s.grp, s.prevGrp])))
+            for (const grp of groups) yield* read({ node: "group", grp, prefix: null }, d[7]!, record.seq)
+            for (const c of record.counters) yield* read({ node: "counter", k: c.k }, d[7]!, record.seq)
+          }
+          if (background !== undefined) yield* Fiber.join(background)
         })
 
       const affected = (result: { numUpdatedRows?: bigint; numDeletedRows?: bigint; numAffectedRows?: bigint }) =>
         Number(result.numUpdatedRows ?? result.numDeletedRows ?? result.numAffectedRows ?? 0n)
 
       /** Single-row autocommit writes: compare-and-set on the version read just before. */
-      const casUpdate = (d: ReadonlyArray<number>, move: boolean) =>
+      const casUpdate = (d: ReadonlyArray<number>, id: number, move: boolean) =>
         Effect.gen(function* () {
-          const id = writable(d[1]!, d[2]!)
           const row = yield* selectRow(id)
           if (row === undefined) return { states: [], detail: `${id} absent` }
           const grp = move
@@ -292,7 +312,7 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
 
       const insert = (d: ReadonlyArray<number>) =>
         Effect.gen(function* () {
-          if (nextFresh >= FRESH_PER_WORKER) return yield* casUpdate(d, false)
+          if (nextFresh >= FRESH_PER_WORKER) return yield* casUpdate(d, writable(d[1]!, d[2]!), false)
           const id = freshId(config.worker, nextFresh++)
           const row: Row = { id, grp: pick(GROUPS, d[1]!), title: pick(TITLES, d[2]!), version: 1 }
           yield* Database.query((db) => db.insertInto(table).values(row).execute())
@@ -304,7 +324,7 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
       const deleteRow = (d: ReadonlyArray<number>, raw: boolean) =>
         Effect.gen(function* () {
           const fromMine = mine.length > 0 && (d[1]! < 0.85 || baseDeletes >= 3)
-          if (!fromMine && baseDeletes >= 3) return yield* casUpdate(d, false)
+          if (!fromMine && baseDeletes >= 3) return yield* casUpdate(d, writable(d[1]!, d[2]!), false)
           const id = fromMine ? mine[Math.floor(d[2]! * mine.length)]! : 1 + Math.floor(d[2]! * BASE_ROWS)
           const row = yield* selectRow(id)
           if (row === undefined) return { states: [], detail: `${id} absent` }
@@ -329,9 +349,8 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
           }
         })
 
-      const rawUpdate = (d: ReadonlyArray<number>) =>
+      const rawUpdate = (d: ReadonlyArray<number>, id: number) =>
         Effect.gen(function* () {
-          const id = writable(d[1]!, d[2]!)
           const row = yield* selectRow(id)
           if (row === undefined) return { states: [], detail: `${id} absent` }
           const title = pick(TITLES, d[3]!)
@@ -614,10 +633,15 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
       for (let i = 0; i < config.ops; i++) {
         const phase = config.coldAt.indexOf(i)
         if (f === 0 && phase !== -1) yield* cold(phase)
-        const d = Array.from({ length: 8 }, next)
+        const d = Array.from({ length: 10 }, next)
         // The last operations of a fiber only read (while other fibers and processes may still write), so the
         // final pass finds entries filled in the thick of it.
         const op = i >= config.ops * 0.85 ? next() * 0.4 : next()
+        const id = writable(d[1]!, d[2]!)
+        const around: ReadonlyArray<ReadTarget> = [
+          { node: "item", id },
+          { node: "group", grp: pick(GROUPS, d[9]!), prefix: null }
+        ]
         const step =
           op < 0.4
             ? read(pickTarget(d), d[5]!)
@@ -626,24 +650,25 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
               : op < 0.52
                 ? probe(d)
                 : op < 0.62
-                  ? write("update", d, casUpdate(d, false))
+                  ? write("update", d, casUpdate(d, id, false), around)
                   : op < 0.7
-                    ? write("move", d, casUpdate(d, true))
+                    ? write("move", d, casUpdate(d, id, true), around)
                     : op < 0.75
-                      ? write("insert", d, insert(d))
+                      ? write("insert", d, insert(d), [{ node: "item", id: freshId(config.worker, nextFresh) }])
                       : op < 0.78
                         ? write("delete", d, deleteRow(d, false))
                         : op < 0.83
                           ? write(
                               d[0]! < 0.85 ? "raw-update" : "raw-delete",
                               d,
-                              d[0]! < 0.85 ? rawUpdate(d) : deleteRow(d, true)
+                              d[0]! < 0.85 ? rawUpdate(d, id) : deleteRow(d, true),
+                              around
                             )
                           : op < 0.91
-                            ? write("transaction", d, transaction(d))
+                            ? write("transaction", d, transaction(d), around)
                             : op < 0.94
-                              ? write("bulk", d, bulk(d))
-                              : write("counter", d, counter(d))
+                              ? write("bulk", d, bulk(d), [{ node: "group", grp: pick(GROUPS, d[1]!), prefix: null }])
+                              : write("counter", d, counter(d), [{ node: "counter", k: pick(COUNTERS, d[1]!) }])
         yield* step.pipe(
           Effect.catchCause((cause) =>
             Effect.sync(() => errors.push(`w${config.worker}/f${f} op ${i}: ${Cause.pretty(cause)}`))
