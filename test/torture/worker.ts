@@ -654,7 +654,15 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
                   : op < 0.7
                     ? write("move", d, casUpdate(d, id, true), around)
                     : op < 0.75
-                      ? write("insert", d, insert(d), [{ node: "item", id: freshId(config.worker, nextFresh) }])
+                      ? write(
+                          "insert",
+                          d,
+                          insert(d),
+                          // The id about to be inserted (once they are all used, an insert is an update).
+                          nextFresh < FRESH_PER_WORKER
+                            ? [{ node: "item", id: freshId(config.worker, nextFresh) }]
+                            : around
+                        )
                       : op < 0.78
                         ? write("delete", d, deleteRow(d, false))
                         : op < 0.83
