@@ -73,6 +73,8 @@ export interface Verdict {
     readonly writes: number
     readonly committed: number
     readonly rolledback: number
+    /** Writes the database refused (a deadlock, say): rolled back, no effect. */
+    readonly failed: number
     readonly invalidations: number
     readonly probes: number
     readonly coldPhases: number
@@ -336,6 +338,7 @@ export const check = (input: CheckInput): Verdict => {
       writes: writes.length - 1,
       committed: committed.length - 1,
       rolledback: writes.filter((w) => w.outcome === "rolledback").length,
+      failed: writes.filter((w) => w.outcome === "failed").length,
       invalidations: records.filter((r) => r.kind === "invalidate").length,
       probes: records.filter((r) => r.kind === "probe").length,
       coldPhases: phases.length

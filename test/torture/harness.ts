@@ -173,7 +173,7 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
     const { counts, totals } = verdict
     const summary =
       `[torture ${options.label}] seed ${seed}, ${options.workers} processes x ${options.fibers} fibers x ${options.ops} ops, ${(durationMs / 1000).toFixed(1)} s: ` +
-      `${totals.reads} reads (${totals.served} served from the store, ${totals.readbacks} read-your-writes), ${totals.writes} writes (${totals.committed} committed, ${totals.rolledback} rolled back), ` +
+      `${totals.reads} reads (${totals.served} served from the store, ${totals.readbacks} read-your-writes), ${totals.writes} writes (${totals.committed} committed, ${totals.rolledback} rolled back, ${totals.failed} refused by the database), ` +
       `${totals.invalidations} invalidations, ${totals.probes} membership probes, ${totals.coldPhases} cold phases (loader runs ${[...coldRuns.values()].join("/")}); ` +
       `final pass: ${final.cached} of ${final.checked} entries cached, ${final.mismatches.length} mismatches, ${final.unknownKeys.length} unknown keys; ` +
       `violations: ${Object.entries(counts)
