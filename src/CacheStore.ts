@@ -204,12 +204,15 @@ export class CacheStore extends Context.Service<
     readonly scope: Scope.Scope
     /**
      * Reads `key` and the stamps of its sets, and judges the value: one round trip, no write. A refresh lease
-     * further away than `leaseMillis` (forged, or left by a bug) is not reported as held.
+     * further away than `leaseMillis` (forged, or left by a bug) is not reported as held. `local` chooses, for a
+     * store with an in-process tier, whether this read may be answered from it (`undefined`: the store's
+     * default); other stores ignore it.
      */
     readonly lookup: (
       key: string,
       sets: Sets,
-      leaseMillis?: number | undefined
+      leaseMillis?: number | undefined,
+      local?: boolean | undefined
     ) => Effect.Effect<Lookup, CacheStoreError>
     /**
      * Asks for the lease of `key` for `token` (for `leaseMillis`), given what the lookup saw: `keep` leaves a

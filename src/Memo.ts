@@ -466,7 +466,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
     return Effect.flatMap(
       attempt(
         call,
-        call.store.lookup(call.instance.key, call.sets, call.timing.leaseMillis),
+        call.store.lookup(call.instance.key, call.sets, call.timing.leaseMillis, call.instance.node.options.local),
         Effect.succeed(undefined)
       ),
       (lookup): Effect.Effect<Step<A>, never, R> => {
@@ -911,7 +911,7 @@ export const get = <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
       (store, settings) => {
         const timing = timingOf(instance.node, settings)
         return Effect.map(
-          store.lookup(instance.key, setsOf(instance), timing.leaseMillis),
+          store.lookup(instance.key, setsOf(instance), timing.leaseMillis, instance.node.options.local),
           (lookup): Option.Option<V["Type"]> => {
             if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
               return Option.none()
@@ -976,11 +976,11 @@ export const set: {
             const sets = setsOf(instance)
             const key = instance.key
             for (let attempt = 0; attempt < 3; attempt++) {
-              let lookup = yield* store.lookup(key, sets, timing.leaseMillis)
+              let lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
               if (lookup._tag === "Hit" || lookup.view.holder !== undefined) {
                 // Void the lease of a load under way (it read before this value) and drop the old value.
                 yield* store.invalidate([key], "hard")
-                lookup = yield* store.lookup(key, sets, timing.leaseMillis)
+                lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
                 if (lookup._tag === "Hit") continue
               }
               if (lookup.view.held) return false

@@ -102,6 +102,12 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
    * failure is answered from the fail-safe value too.
    */
   readonly failSafe?: { readonly window: Duration.Input; readonly softTimeout?: Duration.Input | undefined } | undefined
+  /**
+   * Whether hits may be served from the store's in-process tier (`CacheStore.layerTiered`): `false` always reads
+   * Redis (values that must be seen the moment another process changes them), `true` uses the tier even where
+   * the store's `local.only` would not. Absent: the store's default. Stores without a tier ignore it.
+   */
+  readonly local?: boolean | undefined
   /** Bypass the cache for all entries (`true`) or for the fields the predicate accepts. */
   readonly skip?: boolean | ((fields: Schema.Struct.Type<F>) => boolean) | undefined
   /** How long a loader's lease lasts; absent uses the configured `leaseTtl`. */

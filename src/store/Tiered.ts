@@ -383,10 +383,12 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
     const lookup = (
       key: string,
       sets: Sets,
-      leaseMillis?: number | undefined
+      leaseMillis?: number | undefined,
+      local?: boolean | undefined
     ): Effect.Effect<Lookup, CacheStoreError> => {
       const read = current
-      if (read === undefined || (only !== undefined && !only(key))) return base.lookup(key, sets, leaseMillis)
+      if (read === undefined || local === false || (local === undefined && only !== undefined && !only(key)))
+        return base.lookup(key, sets, leaseMillis)
       const now = performance.now()
       if (!tier.serving(now)) return base.lookup(key, sets, leaseMillis)
       const stamps = stampKeysOf(sets)

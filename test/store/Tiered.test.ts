@@ -357,6 +357,45 @@ describe.skipIf(await missing(Redis))("tiered store", () => {
   )
 
   it.live(
+    "a node's `local` option overrides the store's default: false always reads Redis, true uses the tier",
+    () =>
+      withPrefix((prefix) =>
+        Effect.gen(function* () {
+          const store = yield* tieredStore(Redis.url, prefix, { only: (key) => key.startsWith("hot") })
+          const name = `tiered-local-${process.pid}-${Date.now().toString(36)}`
+          const Remote = Node.make(`${name}-remote`, {
+            fields: { id: Schema.Number },
+            value: Schema.String,
+            key: ({ id }) => `hot-remote:${id}`,
+            local: false
+          })
+          const Local = Node.make(`${name}-local`, {
+            fields: { id: Schema.Number },
+            value: Schema.String,
+            key: ({ id }) => `cold-local:${id}`,
+            local: true
+          })
+          const read = (instance: Node.Instance) =>
+            Effect.succeed("v").pipe(Memo.cached(instance), Effect.provideService(CacheStore.CacheStore, store))
+          yield* until("the tier serves", () => tier(store).serving())
+          // The `local: true` node is kept and served locally although `only` leaves its keys out.
+          // A miss stores through Redis; the next read (a hit read from Redis) keeps the copy.
+          yield* read(Local.make({ id: 1 }))
+          yield* read(Local.make({ id: 1 }))
+          yield* until("a local copy", () => tier(store).has(`${prefix}cold-local:1`))
+          const before = tier(store).stats.localHits
+          yield* read(Local.make({ id: 1 }))
+          assert.strictEqual(tier(store).stats.localHits, before + 1)
+          // The `local: false` node is never served from the tier although `only` takes its keys.
+          for (let i = 0; i < 5; i++) yield* read(Remote.make({ id: 1 }))
+          assert.strictEqual(tier(store).stats.localHits, before + 1)
+          assert.isFalse(tier(store).has(`${prefix}hot-remote:1`))
+        })
+      ),
+    60_000
+  )
+
+  it.live(
     "a key that is not well-formed UTF-16 (a lone surrogate) is never kept: Redis would name it otherwise",
     () =>
       withPrefix((prefix) =>
