@@ -36,6 +36,8 @@ export interface CachemeOptions {
   readonly grouped?: boolean | undefined
   /** Default false: each command is its own socket write, so the counter sees one command per round trip. */
   readonly autoPipelining?: boolean | undefined
+  /** The tiered store (an in-process tier kept coherent by Redis client tracking) instead of the Redis store. */
+  readonly tiered?: boolean | undefined
 }
 
 export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOptions = {}): Promise<Peer> => {
@@ -43,13 +45,18 @@ export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOpt
     enableAutoPipelining: options.autoPipelining ?? false,
     autoResendUnfulfilledCommands: false
   })
-  const runtime = ManagedRuntime.make(
-    CacheStore.layerRedis({ client, prefix }).pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie)
-  )
+  const store =
+    options.tiered === true ? CacheStore.layerTiered({ client, prefix }) : CacheStore.layerRedis({ client, prefix })
+  const runtime = ManagedRuntime.make(store.pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie))
   await runtime.context()
   const node = options.grouped === true ? GroupedUserNode : UserNode
   return {
-    name: options.grouped === true ? "effect-cacheme (1 group)" : "effect-cacheme",
+    name:
+      options.grouped === true
+        ? "effect-cacheme (1 group)"
+        : options.tiered === true
+          ? "effect-cacheme tiered"
+          : "effect-cacheme",
     prefix,
     getOrSet: (id, load) => runtime.runPromise(Effect.promise(load).pipe(Memo.cached(node.make({ id })))),
     close: async () => {

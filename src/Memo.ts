@@ -208,6 +208,8 @@ interface Call<A, E, R> {
   readonly strict: boolean
   /** `Memo.refresh`: load even when a value is found, leaving it in place for stale readers meanwhile. */
   readonly refresh: boolean
+  /** Whether the program has a tracer: spans of loads and fills are made only then (see `traced`). */
+  readonly traced: boolean
   /** The last value seen, kept for a fail-safe answer when this caller's load fails or is slow. */
   fallback: { readonly value: A } | undefined
 }
@@ -235,16 +237,8 @@ const attempt = <A, B, E, R, E2, R2>(
 const timed = <A, E, R>(call: Call<A, E, R>, load: Effect.Effect<A, E, R>) =>
   Effect.suspend(() => {
     const start = performance.now()
-    return load.pipe(
-      Effect.onExit(() => call.metrics.loadDuration(performance.now() - start)),
-      Effect.withSpan(
-        "cacheme.load",
-        {
-          attributes: { "cacheme.node": call.instance.node.name, "cacheme.key": call.instance.key }
-        },
-        { captureStackTrace: false }
-      )
-    )
+    const measured = Effect.onExit(load, () => call.metrics.loadDuration(performance.now() - start))
+    return call.traced ? Effect.withSpan(measured, "cacheme.load", spanOptions(call.instance)) : measured
   })
 
 /** Runs the effect without storing anything. */
@@ -330,15 +324,13 @@ const loadThenFill = <A, E, R>(
           freshMillis: life.value.freshMillis,
           lifeMillis: life.value.lifeMillis
         })
-        .pipe(
-          Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
-          Effect.withSpan(
-            "cacheme.fill",
-            {
-              attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }
-            },
-            { captureStackTrace: false }
-          )
+        .pipe((fill) =>
+          call.traced
+            ? fill.pipe(
+                Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
+                Effect.withSpan("cacheme.fill", spanOptions(instance))
+              )
+            : fill
         ),
       Effect.succeed(false)
     )
@@ -746,7 +738,8 @@ const makeCall = <A, E, R>(
   store: Store,
   settings: Settings,
   strict: boolean,
-  refresh: boolean
+  refresh: boolean,
+  traced: boolean
 ): Call<A, E, R> => ({
   load,
   instance,
@@ -757,7 +750,14 @@ const makeCall = <A, E, R>(
   metrics: Metrics.forNode(instance.node.name),
   strict,
   refresh,
+  traced,
   fallback: undefined
+})
+
+/** The options of a span about one entry: its node and key, no stack trace captured (it costs an Error). */
+const spanOptions = (instance: Node.Instance) => ({
+  attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key },
+  captureStackTrace: false
 })
 
 /**
@@ -770,17 +770,7 @@ const traced = <A, E, R>(
   body: (traced: boolean) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.tracer, (tracer) =>
-    tracer === Tracer.nativeTracer
-      ? body(false)
-      : body(true).pipe(
-          Effect.withSpan(
-            name,
-            {
-              attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }
-            },
-            { captureStackTrace: false }
-          )
-        )
+    tracer === Tracer.nativeTracer ? body(false) : Effect.withSpan(body(true), name, spanOptions(instance))
   )
 
 const run = <A, E, R>(
@@ -793,7 +783,7 @@ const run = <A, E, R>(
     withStore(
       instance,
       (store, settings): Effect.Effect<A, E | CacheStoreError, R> => {
-        const call = makeCall(load, instance, store, settings, strict, refresh)
+        const call = makeCall(load, instance, store, settings, strict, refresh, traced)
         const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
         return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
       },

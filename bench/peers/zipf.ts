@@ -46,6 +46,7 @@ const WARM_ID = 9_000_000
 const makers = {
   // As it ships: the store opens its connection with auto-pipelining (the counter then sees commands, not round trips).
   "effect-cacheme": (prefix: string) => makeCachemeCountedPeer(prefix, { autoPipelining: true }),
+  "effect-cacheme tiered": (prefix: string) => makeCachemeCountedPeer(prefix, { autoPipelining: true, tiered: true }),
   "bentocache L2": (prefix: string) => makeBentocachePeer(prefix),
   "bentocache L1+L2": (prefix: string) => makeBentocachePeer(prefix, { tiered: true }),
   "cache-manager": (prefix: string) => makeCacheManagerPeer(prefix)
