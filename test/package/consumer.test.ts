@@ -17,15 +17,14 @@
  * rest of the suite. Node 22.19 is installed once into `<tmpdir>/effect-cacheme-test-cache/` and reused; the
  * registry's tarballs come from npm's own cache after the first run.
  */
-import { execFile } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { available, deleteRedisPrefix, Redis } from "../support/services.ts"
+import { childEnv, must, node24, type Run, repo, run } from "./support.ts"
 
-const repo = fileURLToPath(new URL("../../", import.meta.url))
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
 const cacheRoot = join(tmpdir(), "effect-cacheme-test-cache")
 const work = mkdtempSync(join(tmpdir(), "cacheme-consumer-"))
@@ -34,62 +33,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }))
 const redisUp = await available(Redis)
 /** For a test that runs a child process or a compiler on a busy machine. */
 const slow = 180_000
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/**
- * The environment of a child: this process's, without the `npm_*` variables of the `npm test` that may be
- * running it (they name this repository as npm's local prefix, among others), except the ones that say how to
- * reach the registry. `PATH` starts with the directory of the Node that the child should find.
- */
-const childEnv = (nodeBin: string, extra: Record<string, string> = {}): Record<string, string> => {
-  const keep = /^npm_config_(registry|cache|cafile|ca|proxy|https_proxy|noproxy|strict_ssl|userconfig|globalconfig)$/i
-  const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(process.env)) {
-    if (value !== undefined && (!/^npm_/i.test(name) || keep.test(name))) env[name] = value
-  }
-  env.PATH = `${dirname(nodeBin)}:${process.env.PATH ?? ""}`
-  return { ...env, ...extra }
-}
-
-const run = (
-  file: string,
-  args: ReadonlyArray<string>,
-  options: { readonly cwd: string; readonly env: Record<string, string>; readonly timeout?: number }
-): Promise<Run> =>
-  new Promise((resolve) => {
-    execFile(
-      file,
-      args,
-      { cwd: options.cwd, env: options.env, timeout: options.timeout ?? 300_000, maxBuffer: 64 * 1024 * 1024 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
-        resolve({
-          code,
-          stdout,
-          stderr: error !== null && typeof error.code !== "number" ? `${error}\n${stderr}` : stderr
-        })
-      }
-    )
-  })
-
-/** {@link run}, throwing with everything the command printed when it fails. */
-const must = async (file: string, args: ReadonlyArray<string>, options: Parameters<typeof run>[2]): Promise<Run> => {
-  const result = await run(file, args, options)
-  if (result.code !== 0) {
-    throw new Error(
-      `${file} ${args.join(" ")} (in ${options.cwd}) exited with ${result.code}\n${result.stdout}\n${result.stderr}`
-    )
-  }
-  return result
-}
-
-/** Node 24: the repository's own `node` devDependency, the one `npm test` runs on. */
-const node24 = join(repo, "node_modules", "node", "bin", "node")
 
 /** A Node binary of `version` from the registry's `node` package, installed once under {@link cacheRoot}. */
 const cachedNode = async (version: string): Promise<string> => {
