@@ -23,6 +23,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { available, deleteRedisPrefix, Redis } from "../support/services.ts"
+import { importedPackages } from "./graph.ts"
 import { childEnv, must, node24, type Run, repo, run } from "./support.ts"
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url))
@@ -157,6 +158,8 @@ const resultOf = (output: Run): unknown => {
 }
 
 let packedFiles: Array<string> = []
+/** The tarball's files, unpacked. */
+const unpacked = join(work, "unpacked")
 const nodes: Array<{ readonly label: string; readonly version: string; bin: string }> = [
   { label: "Node 22.19", version: "22.19.0", bin: "" },
   { label: "Node 24", version: "24.", bin: node24 }
@@ -207,6 +210,10 @@ beforeAll(async () => {
       return join(work, packed!.filename)
     }
   )
+  const unpack = pack.then(async (tarball) => {
+    mkdirSync(unpacked)
+    await must("tar", ["-xzf", tarball, "-C", unpacked, "--strip-components=1"], { cwd: work, env: childEnv(node24) })
+  })
   for (const app of [app1, app2, app3]) {
     app.dir = makeApp(app.name, app.files)
     const ready = installFor(app.dir, app.lines, pack).then(async () => {
@@ -215,7 +222,7 @@ beforeAll(async () => {
     ready.catch(() => undefined) // awaited (and reported) by the app's own beforeAll
     prepared.set(app, ready)
   }
-  const [, node22] = await Promise.all([pack, cachedNode("22.19.0")])
+  const [, , node22] = await Promise.all([pack, unpack, cachedNode("22.19.0")])
   nodes[0]!.bin = node22
 }, 600_000)
 
@@ -278,6 +285,59 @@ describe("the tarball", () => {
     ]
     expect(targets.length).toBeGreaterThan(8)
     for (const target of targets) expect(packedFiles).toContain(target.replace(/^\.\//, ""))
+  })
+})
+
+/**
+ * What each entry point loads (static imports of its JavaScript) and what compiling against it reads (its
+ * declarations), as README's Install section says: the root needs `effect` (and `ioredis`'s types, for
+ * `CacheStore.layerRedis`'s options); nothing but `effect-cacheme/kysely/pglite` needs PGlite; only
+ * `effect-cacheme/admin` needs `@effect/platform-node`; `pg` and `mysql2` are loaded by URL, never by an import.
+ */
+const needs: Record<string, { readonly runtime: Array<string>; readonly types: Array<string> }> = {
+  ".": { runtime: ["effect"], types: ["effect", "ioredis"] },
+  "./kysely": { runtime: ["effect", "kysely"], types: ["effect", "ioredis", "kysely"] },
+  "./kysely/pglite": { runtime: ["kysely"], types: ["@electric-sql/pglite", "kysely"] },
+  "./admin": { runtime: ["@effect/platform-node", "effect", "kysely"], types: ["effect", "ioredis", "kysely"] }
+}
+
+describe("the package's import graph", () => {
+  const manifest = () =>
+    JSON.parse(readFileSync(join(unpacked, "package.json"), "utf8")) as {
+      exports: Record<string, null | string | { readonly types: string; readonly import: string }>
+      bin: Record<string, string>
+      peerDependencies: Record<string, string>
+      peerDependenciesMeta: Record<string, { readonly optional?: boolean }>
+    }
+
+  it("each entry point loads and reads only the packages it needs", () => {
+    const { exports } = manifest()
+    const entries = Object.entries(exports).filter(([path, target]) => path !== "./package.json" && target !== null)
+    expect(entries.map(([path]) => path).sort()).toEqual(Object.keys(needs).sort())
+    for (const [path, target] of entries) {
+      const { types, import: js } = target as { readonly types: string; readonly import: string }
+      expect([...importedPackages(join(unpacked, js), "runtime")].sort(), `${path} loads`).toEqual(needs[path]!.runtime)
+      expect([...importedPackages(join(unpacked, types), "types")].sort(), `${path} reads`).toEqual(needs[path]!.types)
+    }
+  })
+
+  it("the command loads nothing before it has checked its peers are there", () => {
+    const { bin } = manifest()
+    expect([...importedPackages(join(unpacked, bin["effect-cacheme"]!), "runtime")]).toEqual([])
+  })
+
+  it("declares what the root needs as required peers, everything else as optional peers", () => {
+    const { peerDependencies, peerDependenciesMeta } = manifest()
+    const root = new Set([...needs["."]!.runtime, ...needs["."]!.types])
+    const reached = new Set([
+      ...Object.values(needs).flatMap(({ runtime, types }) => [...runtime, ...types]),
+      "pg",
+      "mysql2"
+    ])
+    expect(Object.keys(peerDependencies).sort()).toEqual([...reached].sort())
+    for (const name of reached) {
+      expect(peerDependenciesMeta[name]?.optional === true, `${name} is an optional peer`).toBe(!root.has(name))
+    }
   })
 })
 
