@@ -447,6 +447,16 @@ describe.concurrent("app 2: plus README's lines for effect-cacheme/kysely and ef
     },
     slow
   )
+
+  it(
+    "its effect-cacheme command names the driver a database URL needs when it is not installed",
+    async () => {
+      const output = await command(app2, nodes[0]!, ["--database-url", "pglite:memory", "migrate"])
+      expect(output.stderr).toContain("this database URL needs the @electric-sql/pglite package")
+      expect(output.code).toBe(1)
+    },
+    slow
+  )
 })
 
 describe.concurrent("app 3: README's lines for effect-cacheme/kysely/pglite", () => {
