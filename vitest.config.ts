@@ -1,6 +1,9 @@
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
+  // `effect-cacheme` imported by name (examples, guides) resolves to `src/` here, through the package's
+  // `effect-cacheme-source` export condition; the other conditions are Vite's defaults for Node.
+  ssr: { resolve: { conditions: ["effect-cacheme-source", "module", "node", "development|production"] } },
   test: {
     include: ["test/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],

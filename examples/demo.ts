@@ -5,7 +5,8 @@
  */
 import { Effect, Layer, Schema } from "effect"
 import { CachemeConfig, CacheStore, Memo, Metrics, Node } from "effect-cacheme"
-import { Database, PGliteDialect, TableInvalidNode } from "effect-cacheme/kysely"
+import { Database, TableInvalidNode } from "effect-cacheme/kysely"
+import { PGliteDialect } from "effect-cacheme/kysely/pglite"
 
 interface DB {
   book: { id: number; title: string; author: string }

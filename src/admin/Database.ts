@@ -5,7 +5,7 @@
  * |---------------------------------------|-------------------------------------------|---------------|
  * | `postgres://user@host:5432/db`        | Kysely's `PostgresDialect` over a pool    | `pg`          |
  * | `mysql://root@host:3306/db`, `mariadb://...` | Kysely's `MysqlDialect` over a pool | `mysql2`      |
- * | `pglite:./data/dir`, `pglite:memory`  | `PGliteDialect` (effect-cacheme/kysely)   | `@electric-sql/pglite` |
+ * | `pglite:./data/dir`, `pglite:memory`  | `PGliteDialect` (effect-cacheme/kysely/pglite) | `@electric-sql/pglite` |
  * | `sqlite:./file.db`, `sqlite::memory:` | `NodeSqliteDialect` (`node:sqlite`)       | nothing       |
  *
  * Drivers are loaded only when their URL is used. The instance is destroyed with the scope.
@@ -58,9 +58,9 @@ export const dialectFromUrl = (url: string): Effect.Effect<Dialect, DatabaseErro
       }
       case "pglite": {
         const location = url.slice("pglite:".length).replace(/^\/\//, "")
-        const { PGliteDialect } = yield* load(
-          "@electric-sql/pglite",
-          () => import("../kysely/dialects/PGliteDialect.ts")
+        // The dialect loads PGlite only at its first query: import it here so that a missing package is this error.
+        const { PGliteDialect } = yield* load("@electric-sql/pglite", () =>
+          import("@electric-sql/pglite").then(() => import("../kysely/dialects/PGliteDialect.ts"))
         )
         return location === "" || location === "memory" ? new PGliteDialect() : new PGliteDialect({ dataDir: location })
       }

@@ -13,7 +13,8 @@
  * ```ts
  * import { Effect, Layer, Schema } from "effect"
  * import { CacheStore, Memo, Node } from "effect-cacheme"
- * import { Database, PGliteDialect, TableInvalidNode } from "effect-cacheme/kysely"
+ * import { Database, TableInvalidNode } from "effect-cacheme/kysely"
+ * import { PGliteDialect } from "effect-cacheme/kysely/pglite"
  *
  * interface DB { book: { id: number; title: string } }
  * const Db = Database.typed<DB>()

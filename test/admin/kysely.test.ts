@@ -8,7 +8,8 @@ import { Kysely } from "kysely"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { History, Migration } from "../../src/admin/index.ts"
 import { Memo, Node } from "../../src/index.ts"
-import { Database, PGliteDialect, TableInvalidNode } from "../../src/kysely/index.ts"
+import { Database, TableInvalidNode } from "../../src/kysely/index.ts"
+import { PGliteDialect } from "../../src/kysely/pglite.ts"
 import { bearer, type Started, startAdmin } from "./support.ts"
 
 const BookGroup = TableInvalidNode.make("admin_kysely_book", {

@@ -5,7 +5,8 @@
 import { assert, it } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { CacheStore, Memo, Node } from "effect-cacheme"
-import { Database, PGliteDialect, TableInvalidNode } from "effect-cacheme/kysely"
+import { Database, TableInvalidNode } from "effect-cacheme/kysely"
+import { PGliteDialect } from "effect-cacheme/kysely/pglite"
 
 // --- from docs/kysely.md, "Quick start" -------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@
  * `PostgresIntrospector`). Kysely 0.29 also ships a `PGliteDialect` of its own; this one differs in that it streams,
  * keeps an instance it did not create open on `destroy`, can create the instance from a data directory, shares the
  * instance between every driver the dialect creates, and holds its own lock so it stays correct under a driver
- * wrapper. `@electric-sql/pglite` is loaded lazily, only when the dialect has to create the instance itself.
+ * wrapper. `@electric-sql/pglite` is loaded lazily, only when the dialect has to create the instance itself. It is
+ * published as `effect-cacheme/kysely/pglite`, apart from `effect-cacheme/kysely`, because its types need PGlite's.
  *
  * @since 0.1.0
  */
@@ -112,7 +113,7 @@ export const makePGlite = async (dataDir?: string, options?: PGliteOptions): Pro
  *
  * ```ts
  * import { Kysely } from "kysely"
- * import { PGliteDialect } from "effect-cacheme/kysely"
+ * import { PGliteDialect } from "effect-cacheme/kysely/pglite"
  *
  * interface DB {
  *   book: { id: number; title: string }
