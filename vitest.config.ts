@@ -2,8 +2,9 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   // `effect-cacheme` imported by name (examples, guides) resolves to `src/` here, through the package's
-  // `effect-cacheme-source` export condition; the other conditions are Vite's defaults for Node.
-  ssr: { resolve: { conditions: ["effect-cacheme-source", "module", "node", "development|production"] } },
+  // `effect-cacheme-source` export condition. Not "module": it picks bundler-only builds (`@opentelemetry/api`
+  // would load its extensionless ESM build and fail).
+  ssr: { resolve: { conditions: ["effect-cacheme-source", "node", "development|production"] } },
   test: {
     include: ["test/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],

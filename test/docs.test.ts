@@ -172,7 +172,11 @@ const run = (block: Block): Promise<{ readonly ok: boolean; readonly output: str
   new Promise((resolve) => {
     execFile(
       process.execPath,
-      [path.join(root, "test", "support", "run-main.ts"), moduleOf(block, directory)],
+      [
+        "--conditions=effect-cacheme-source",
+        path.join(root, "test", "support", "run-main.ts"),
+        moduleOf(block, directory)
+      ],
       { cwd: root, timeout: 240_000, env: { ...process.env, NODE_NO_WARNINGS: "1" } },
       (error, stdout, stderr) =>
         resolve({ ok: error === null, output: stdout.trim(), error: `${error ?? ""}\n${stderr}` })

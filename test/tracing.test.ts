@@ -8,7 +8,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer, Schema } from "effect"
 import { CacheStore, Memo, Node } from "../src/index.ts"
-import { Database, PGliteDialect, TableInvalidNode } from "../src/kysely/index.ts"
+import { Database, TableInvalidNode } from "../src/kysely/index.ts"
+import { PGliteDialect } from "../src/kysely/pglite.ts"
 
 interface DB {
   traced_book: { id: number; title: string }

@@ -264,6 +264,7 @@ export const compilerOptions = (root: string) => {
     paths: {
       "effect-cacheme": source("index.ts"),
       "effect-cacheme/kysely": source("kysely/index.ts"),
+      "effect-cacheme/kysely/pglite": source("kysely/pglite.ts"),
       "effect-cacheme/admin": source("admin/index.ts")
     }
   }

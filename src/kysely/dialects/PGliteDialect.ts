@@ -92,7 +92,7 @@ export interface PGliteDialectConfig {
  *
  * ```ts
  * import { Kysely } from "kysely"
- * import { makePGlite, PGliteDialect } from "effect-cacheme/kysely"
+ * import { makePGlite, PGliteDialect } from "effect-cacheme/kysely/pglite"
  *
  * interface DB {
  *   book: { id: number; title: string }
