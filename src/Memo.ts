@@ -338,44 +338,80 @@ const loadThenFill = <A, E, R>(
   }).pipe(Effect.onInterrupt(() => release))
 }
 
+/** What a lease holder's load came to: its value, or a fail-safe answer (with the request that validated it). */
+interface Loaded<A> {
+  readonly value: A
+  readonly outcome: Outcome
+  /** For a fail-safe answer: the request that found the value still in the store. */
+  readonly request?: number | undefined
+}
+
 /**
- * Loads and fills as the lease holder. With a fail-safe value at hand, a failed load (or one slower than the
- * node's soft timeout) is answered with that value instead; a slow load goes on in the store's scope and stores
- * its value when it ends.
+ * The fail-safe answer of a failed or slow load: the value the store holds for the key *now*, if it is still
+ * there (a hard invalidation removed it: no answer) and within the fail-safe window. Looked up again, never taken
+ * from an earlier lookup: a value invalidated or aged out meanwhile is never served.
+ */
+const failSafeAnswer = <A, E, R>(call: Call<A, E, R>, why: string): Effect.Effect<Option.Option<Loaded<A>>> =>
+  Effect.suspend(() => {
+    const request = ++requests
+    const windowMillis = call.timing.failSafeMillis ?? 0
+    return Effect.flatMap(
+      Effect.option(call.store.lookup(call.instance.key, call.sets, call.timing.leaseMillis, false)),
+      (found): Effect.Effect<Option.Option<Loaded<A>>> => {
+        if (Option.isNone(found)) return Effect.succeed(Option.none())
+        const lookup = found.value
+        if (lookup._tag === "Miss" || (lookup._tag === "Stale" && lookup.staleFor >= windowMillis))
+          return Effect.succeed(Option.none())
+        const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+        if (decoded._tag !== "Value") return Effect.succeed(Option.none())
+        return call.metrics.failSafe.pipe(
+          Effect.andThen(
+            Effect.logWarning(`effect-cacheme: ${why}; serving the fail-safe value`).pipe(
+              Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key })
+            )
+          ),
+          Effect.as(Option.some<Loaded<A>>({ value: decoded.value, outcome: "failSafe", request }))
+        )
+      }
+    )
+  })
+
+/**
+ * Loads and fills as the lease holder. For a node with a fail-safe, when a value was found too old to serve, a
+ * failed load (or one slower than the soft timeout) is answered with the value the store still holds (see
+ * `failSafeAnswer`); a slow load goes on in the store's scope and stores its value when it ends.
  */
 const loadAndFill = <A, E, R>(
   call: Call<A, E, R>,
   token: string,
   leased: Extract<CacheStore.Leasing, { readonly _tag: "Leased" }>
-): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }, E | CacheStoreError, R> => {
+): Effect.Effect<Loaded<A>, E | CacheStoreError, R> => {
   const loaded = loadThenFill(call, token, leased)
-  const fallback = call.fallback
   const failSafe = call.instance.node.failSafe
-  if (fallback === undefined || failSafe === undefined)
-    return Effect.map(loaded, (value) => ({ value, outcome: "miss" as const }))
-  const rescue = (why: string): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }> =>
-    call.metrics.failSafe.pipe(
-      Effect.andThen(
-        Effect.logWarning(`effect-cacheme: ${why}; serving the fail-safe value`).pipe(
-          Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key })
-        )
-      ),
-      Effect.as({ value: fallback.value, outcome: "failSafe" as const })
-    )
-  const settle = (
-    exit: Exit.Exit<A, E | CacheStoreError>
-  ): Effect.Effect<{ readonly value: A; readonly outcome: Outcome }, E | CacheStoreError> =>
+  if (call.fallback === undefined || failSafe === undefined)
+    return Effect.map(loaded, (value): Loaded<A> => ({ value, outcome: "miss" }))
+  const settle = (exit: Exit.Exit<A, E | CacheStoreError>): Effect.Effect<Loaded<A>, E | CacheStoreError> =>
     Exit.isSuccess(exit)
-      ? Effect.succeed({ value: exit.value, outcome: "miss" as const })
+      ? Effect.succeed({ value: exit.value, outcome: "miss" })
       : Cause.hasInterruptsOnly(exit.cause)
         ? (exit as Exit.Exit<never>)
-        : rescue(`the load failed (${Cause.pretty(exit.cause).split("\n")[0]})`)
+        : Effect.flatMap(
+            failSafeAnswer(call, `the load failed (${Cause.pretty(exit.cause).split("\n")[0]})`),
+            (answer): Effect.Effect<Loaded<A>, E | CacheStoreError> =>
+              Option.isSome(answer) ? Effect.succeed(answer.value) : (exit as Exit.Exit<never, E | CacheStoreError>)
+          )
   if (failSafe.softTimeout === undefined) return Effect.flatMap(Effect.exit(loaded), settle)
   const softTimeout = failSafe.softTimeout
   return Effect.flatMap(Effect.forkIn(loaded, call.store.scope), (fiber) =>
     Fiber.await(fiber).pipe(
       Effect.timeoutOption(softTimeout),
-      Effect.flatMap((exit) => (Option.isSome(exit) ? settle(exit.value) : rescue("the load passed its soft timeout"))),
+      Effect.flatMap((exit) =>
+        Option.isSome(exit)
+          ? settle(exit.value)
+          : Effect.flatMap(failSafeAnswer(call, "the load passed its soft timeout"), (answer) =>
+              Option.isSome(answer) ? Effect.succeed(answer.value) : Effect.flatMap(Fiber.await(fiber), settle)
+            )
+      ),
       Effect.onInterrupt(() => Fiber.interrupt(fiber))
     )
   )
@@ -483,9 +519,14 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
                 ? Effect.andThen(refreshInBackground(call, lookup.view), answer)
                 : answer
             }
-            // Kept for a fail-safe answer if this caller's load fails; else overwritten by the next fill.
-            if (decoded._tag === "Value" && call.timing.failSafeMillis !== undefined)
-              call.fallback = { value: decoded.value }
+            // Kept (and left in place under this caller's lease) for a fail-safe answer if its load fails.
+            call.fallback =
+              decoded._tag === "Value" &&
+              !call.refresh &&
+              call.timing.failSafeMillis !== undefined &&
+              lookup.staleFor < call.timing.failSafeMillis
+                ? { value: decoded.value }
+                : undefined
             const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
             return Effect.as(logged, { _tag: "Miss", view: lookup.view, request })
           }
@@ -591,7 +632,8 @@ const acquire = <A, E, R>(
           token,
           call.sets,
           view,
-          call.refresh ? "keep" : "replace",
+          // A refresh, and a load that may end in a fail-safe answer, leave the value seen in place.
+          call.refresh || call.fallback !== undefined ? "keep" : "replace",
           call.timing.leaseMillis,
           call.timing.lifeMillis
         ),
@@ -610,7 +652,15 @@ const acquire = <A, E, R>(
           call.metrics.miss,
           Effect.map(
             loadAndFill(call, token, leasing),
-            ({ value, outcome }): Acquired<A> => ({ _tag: "Served", served: { value, source, outcome } })
+            ({ value, outcome, request }): Acquired<A> => ({
+              _tag: "Served",
+              // A fail-safe answer was decided by the lookup that found it, not by the lease.
+              served: {
+                value,
+                outcome,
+                source: request === undefined ? source : { request, token: undefined, stamps: undefined }
+              }
+            })
           )
         )
       }
@@ -662,7 +712,10 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
         const { herdRetryCount, herdRetryInterval, herdMaxWait } = call.settings
         const quick = Duration.toMillis(herdRetryInterval)
         const slowest = Math.max(quick, Math.min(100, Math.floor(call.timing.leaseMillis / 4)))
-        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
+        const started = yield* Clock.currentTimeMillis
+        const deadline = started + Duration.toMillis(herdMaxWait)
+        const softTimeout = call.instance.node.failSafe?.softTimeout
+        const failSafeAt = softTimeout === undefined ? undefined : started + Duration.toMillis(softTimeout)
         let delay = quick
         for (let polls = 1; ; polls++) {
           // A completion notice (the holder filled or released) ends the wait early.
@@ -673,7 +726,23 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
           const step = yield* look(call)
           if (step._tag === "Done") return step.served
           if (step._tag !== "Miss") return yield* loadOnly(call)
-          const over = (yield* Clock.currentTimeMillis) >= deadline
+          const now = yield* Clock.currentTimeMillis
+          // Another caller's load passed the soft timeout: the value this look found still in the store answers.
+          if (
+            step.view.holder !== undefined &&
+            call.fallback !== undefined &&
+            failSafeAt !== undefined &&
+            now >= failSafeAt
+          ) {
+            yield* call.metrics.failSafe
+            const served: Served<A> = {
+              value: call.fallback.value,
+              outcome: "failSafe",
+              source: { request: step.request, token: undefined, stamps: undefined }
+            }
+            return served
+          }
+          const over = now >= deadline
           if (step.view.holder !== undefined && !over) continue
           const acquired = yield* acquire(call, step.view)
           if (acquired._tag === "Served") return acquired.served
@@ -691,7 +760,12 @@ const runHook = (
 ): Effect.Effect<void> =>
   hook === undefined
     ? Effect.void
-    : Effect.suspend(() => hook({ node: instance.node.name, key: instance.key, fields: instance.fields, value })).pipe(
+    : Effect.suspend(() => {
+        const result: unknown = hook({ node: instance.node.name, key: instance.key, fields: instance.fields, value })
+        return Effect.isEffect(result)
+          ? (result as Effect.Effect<void, unknown>)
+          : Effect.logWarning("effect-cacheme: a read hook returned something else than an Effect; ignored")
+      }).pipe(
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause)
             ? Effect.void

@@ -287,6 +287,11 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
       : options.ttl === null
         ? null
         : toDuration(name, "ttl", options.ttl)
+  // The stale window of `stale: true` is the entry's own ttl, which a ttl function decides per value where no
+  // read can see it; a fail-safe keeps entries longer than that window, so a read could not bound it.
+  if (typeof options.ttl === "function" && options.stale === true && options.failSafe !== undefined) {
+    throw new Error(`Node ${name}: with a ttl function and a fail-safe, give stale a duration instead of true`)
+  }
   const failSafe =
     options.failSafe === undefined
       ? undefined

@@ -97,5 +97,10 @@ export const makeNotices = (hooks?: {
     }
   }
 
-  return { watch, notify, watching: (): number => watchers.size }
+  return {
+    watch,
+    notify,
+    watching: (): number => watchers.size,
+    keys: (): ReadonlyArray<string> => [...watchers.keys()]
+  }
 }

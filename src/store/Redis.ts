@@ -131,13 +131,23 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           lazyConnect: false,
           enableOfflineQueue: true,
           enableAutoPipelining: false,
-          autoResubscribe: true,
+          // Not ioredis's own resubscription: it restores channels whose UNSUBSCRIBE was lost with the connection.
+          // After a reconnect, the keys still watched are subscribed again (`ready` below).
+          autoResubscribe: false,
           maxRetriesPerRequest: null,
           connectionName: "cacheme-notices",
           // Pub/sub messages as RESP2 messages (RESP3 push frames are not all delivered by ioredis).
           protocol: 2
         })
         opened.on("error", () => {})
+        let connected = false
+        opened.on("ready", () => {
+          if (connected) {
+            const channels = notices.keys().map((key) => Notices.channel(prefix, key))
+            if (channels.length > 0) opened.subscribe(...channels).catch(() => undefined)
+          }
+          connected = true
+        })
         opened.on("message", (channel: string) => {
           if (channel.startsWith(noticePrefix)) notices.notify(channel.slice(noticePrefix.length))
         })
