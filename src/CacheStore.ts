@@ -105,6 +105,17 @@ export type Lookup =
   | { readonly _tag: "Miss"; readonly view: View }
 
 /**
+ * One entry of a batched lookup (the store's `lookupMany`): its key and its sets.
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface LookupRequest {
+  readonly key: string
+  readonly sets: Sets
+}
+
+/**
  * The outcome of asking for a key's lease.
  *
  * - `Leased`: the caller holds the lease; `stamps` are the stamps to record with the value (the lookup's, and
@@ -182,7 +193,8 @@ export interface ScanPage {
 
 /**
  * The store service. Memo drives a read as `lookup` (one round trip), then on a miss `lease`, the load, and
- * `fill` (or `release`); see `docs/concepts.md` for the invariants each operation keeps.
+ * `fill` (or `release`); `Memo.cachedMany` looks a batch up with `lookupMany`, then leases, loads and fills each
+ * miss the same way. See `docs/concepts.md` for the invariants each operation keeps.
  *
  * @category services
  * @since 0.1.0
@@ -214,6 +226,17 @@ export class CacheStore extends Context.Service<
       leaseMillis?: number | undefined,
       local?: boolean | undefined
     ) => Effect.Effect<Lookup, CacheStoreError>
+    /**
+     * Looks several entries up at once: for each request, in order, what `lookup` would answer, from one
+     * round trip (on Redis one `MGET` of every entry and every distinct stamp; on a Cluster the same `GET`s sent
+     * together). No write. Requests may repeat a key (each gets its answer). `local` is `lookup`'s hint, for every
+     * request of the batch.
+     */
+    readonly lookupMany: (
+      requests: ReadonlyArray<LookupRequest>,
+      leaseMillis?: number | undefined,
+      local?: boolean | undefined
+    ) => Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError>
     /**
      * Asks for the lease of `key` for `token` (for `leaseMillis`), given what the lookup saw: `keep` leaves a
      * stale value in place for others to serve while the lease holder refreshes it; `replace` drops whatever

@@ -11,6 +11,7 @@ import {
   CacheStoreError,
   type Fill,
   type Leasing,
+  type LookupRequest,
   type Mode,
   type Sets,
   type View
@@ -86,21 +87,27 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       slot.value = slot.value.slice(0, offset) + text + slot.value.slice(offset + text.length)
     }
 
+    const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined) => {
+      const slot = liveSlot(entries, key, now)
+      if (slot !== undefined) {
+        entries.delete(key)
+        entries.set(key, slot)
+      }
+      return Protocol.judge(
+        slot?.value ?? null,
+        sets,
+        sets.names.map((set) => stamp(set, now)),
+        now,
+        leaseMillis
+      )
+    }
+
     const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined) =>
-      withClock((now) => {
-        const slot = liveSlot(entries, key, now)
-        if (slot !== undefined) {
-          entries.delete(key)
-          entries.set(key, slot)
-        }
-        return Protocol.judge(
-          slot?.value ?? null,
-          sets,
-          sets.names.map((set) => stamp(set, now)),
-          now,
-          leaseMillis
-        )
-      })
+      withClock((now) => lookupAt(key, sets, now, leaseMillis))
+
+    // One synchronous step: every request sees the same state.
+    const lookupMany = (requests: ReadonlyArray<LookupRequest>, leaseMillis?: number | undefined) =>
+      withClock((now) => requests.map(({ key, sets }) => lookupAt(key, sets, now, leaseMillis)))
 
     const lease = (
       key: string,
@@ -426,6 +433,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
+      lookupMany,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
       lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),
       fill: (key, token, ...rest) => fill(key, Protocol.fixedToken(token), ...rest),

@@ -1,7 +1,8 @@
 /**
  * The Redis store over `ioredis`, speaking the protocol of `internal/protocol.ts`:
  *
- * - a lookup is one `MGET` of the entry and its sets' stamps (on a Cluster, the same `GET`s sent together);
+ * - a lookup is one `MGET` of the entry and its sets' stamps (on a Cluster, the same `GET`s sent together); a
+ *   batched lookup one `MGET` of every entry and every distinct stamp;
  * - a miss then takes the lease (a plain `SET NX` when the key is empty, a script otherwise) and creates the
  *   stamps its sets lack, in one round trip; the fill is one script;
  * - an invalidation changes one stamp (one key); reclaiming the memory of the entries it killed follows, in
@@ -17,6 +18,7 @@ import {
   type Fill,
   type Leasing,
   type Lookup,
+  type LookupRequest,
   type Mode,
   type Sets,
   type View
@@ -252,6 +254,43 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       ).pipe(
         Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis))
       )
+
+    /**
+     * One `MGET` of every entry and every distinct stamp of the batch (a node's tag stamp is read once, not once
+     * per entry), each request then judged as `lookup` judges it.
+     */
+    const lookupMany = (
+      requests: ReadonlyArray<LookupRequest>,
+      leaseMillis?: number | undefined
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> => {
+      if (requests.length === 0) return Effect.succeed([])
+      const keys: Array<string> = []
+      const positions = new Map<string, number>()
+      const at = (redisKey: string) => {
+        let position = positions.get(redisKey)
+        if (position === undefined) {
+          position = keys.length
+          keys.push(redisKey)
+          positions.set(redisKey, position)
+        }
+        return position
+      }
+      const layout = requests.map(({ key, sets }) => ({ entry: at(entryKey(key)), stamps: stampKeysOf(sets).map(at) }))
+      return run("lookup", () => getMany(keys)).pipe(
+        Effect.map((replies) => {
+          const now = Date.now()
+          return layout.map(({ entry, stamps }, i) =>
+            Protocol.judge(
+              replies[entry] ?? null,
+              requests[i]!.sets,
+              stamps.map((position) => replies[position] ?? null),
+              now,
+              leaseMillis
+            )
+          )
+        })
+      )
+    }
 
     /** Gives a lease up and drops the stamps it made (a failed load, or a caller that gave up on the lease). */
     const releaseLease = (
@@ -671,6 +710,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
+      lookupMany,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
       lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),
       fill: (key, token, ...rest) => fill(key, Protocol.fixedToken(token), ...rest),

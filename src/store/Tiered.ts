@@ -6,7 +6,8 @@
  *   touches before it resolves (read-your-writes in the writing process).
  * - A lookup is answered from local copies when the entry record and the stamps of all its sets are held locally
  *   and judge a fresh hit; otherwise it is one round trip on the tracking connection (a script that reads the
- *   keys and their remaining lives), and a hit's keys are kept.
+ *   keys and their remaining lives), and a hit's keys are kept. A batched lookup answers what it can locally and
+ *   reads the rest in one such script call (each distinct key once).
  * - The channel: a subscriber connection (RESP2, subscribed to `__redis__:invalidate`) and a reading connection
  *   with `CLIENT TRACKING on REDIRECT <subscriber id>`. A heartbeat, read and written through the reading
  *   connection, comes back on the subscriber connection and proves every message before it arrived; copies are
@@ -17,7 +18,14 @@
  */
 import { Deferred, Duration, Effect, type Scope } from "effect"
 import type { Cluster, Redis, RedisOptions as IORedisOptions } from "ioredis"
-import { type CacheStore, CacheStoreError, type Lookup, type Mode, type Sets } from "../CacheStore.ts"
+import {
+  type CacheStore,
+  CacheStoreError,
+  type Lookup,
+  type LookupRequest,
+  type Mode,
+  type Sets
+} from "../CacheStore.ts"
 import { CachemeConfig, CachemeConfigError } from "../CachemeConfig.ts"
 import * as Protocol from "../internal/protocol.ts"
 import { LocalTier, type TierStats } from "../internal/tier.ts"
@@ -82,6 +90,12 @@ const invalidationChannel = "__redis__:invalidate"
 const wellFormed = (text: string): boolean => (text as any).isWellFormed?.() ?? true
 
 type TrackedRead = (keys: ReadonlyArray<string>) => Promise<Array<string | number | null>>
+
+/** One lookup of a tracked read: the Redis keys it reads (the entry first, then its stamps) and its sets. */
+interface Tracked {
+  readonly keys: ReadonlyArray<string>
+  readonly sets: Sets
+}
 
 const positive = (setting: string, value: number | undefined, fallback: number, integer: boolean) =>
   Effect.suspend(() => {
@@ -310,14 +324,18 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       return found
     }
 
-    const trackedLookup = (
+    /**
+     * Reads through the tracking connection, in one script call: the distinct keys of every request (a stamp
+     * several requests share is read once), each request judged and, when it is a hit, its keys kept under its
+     * own ticket (so one request's miss never keeps another's copies, and an invalidation of a key voids only
+     * the requests that read it).
+     */
+    const trackedLookups = (
       read: TrackedRead,
-      key: string,
-      keys: ReadonlyArray<string>,
-      sets: Sets,
+      requests: ReadonlyArray<Tracked>,
       leaseMillis: number | undefined
-    ): Effect.Effect<Lookup, CacheStoreError> =>
-      Effect.callback<Lookup, CacheStoreError>((resume) => {
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> =>
+      Effect.callback<ReadonlyArray<Lookup>, CacheStoreError>((resume) => {
         let settled = false
         const timer = setTimeout(() => {
           settled = true
@@ -331,9 +349,32 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
             )
           )
         }, timeoutMillis)
-        const ticket = tier.beginRead(keys, performance.now())
+        const sentAt = performance.now()
+        const tickets = requests.map((request) => tier.beginRead(request.keys, sentAt))
+        let keys: ReadonlyArray<string>
+        let layout: ReadonlyArray<ReadonlyArray<number>>
+        if (requests.length === 1) {
+          keys = requests[0]!.keys
+          layout = [keys.map((_, i) => i)]
+        } else {
+          const distinct: Array<string> = []
+          const positions = new Map<string, number>()
+          layout = requests.map((request) =>
+            request.keys.map((redisKey) => {
+              let position = positions.get(redisKey)
+              if (position === undefined) {
+                position = distinct.length
+                distinct.push(redisKey)
+                positions.set(redisKey, position)
+              }
+              return position
+            })
+          )
+          keys = distinct
+        }
         const fail = (cause: unknown) => {
-          tier.endRead(ticket, performance.now())
+          const now = performance.now()
+          for (const ticket of tickets) tier.endRead(ticket, now)
           if (settled) return
           settled = true
           clearTimeout(timer)
@@ -362,23 +403,52 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
             values.push(flat[i] === null || flat[i] === undefined ? null : String(flat[i]))
             lives.push(Number(flat[i + 1]))
           }
-          const lookup = Protocol.judge(values[0] ?? null, sets, values.slice(1), Date.now(), leaseMillis)
-          // Only a hit's keys are kept: nothing else is ever answered from the tier.
-          tier.endRead(
-            ticket,
-            performance.now(),
-            lookup._tag === "Hit" ? { values: values as Array<string>, lives } : undefined
-          )
+          const now = Date.now()
+          const ended = performance.now()
+          const lookups = requests.map((request, r) => {
+            const positions = layout[r]!
+            const own = positions.map((position) => values[position] ?? null)
+            const lookup = Protocol.judge(own[0] ?? null, request.sets, own.slice(1), now, leaseMillis)
+            // Only a hit's keys are kept: nothing else is ever answered from the tier.
+            tier.endRead(
+              tickets[r]!,
+              ended,
+              lookup._tag === "Hit"
+                ? { values: own as Array<string>, lives: positions.map((position) => lives[position]!) }
+                : undefined
+            )
+            return lookup
+          })
           if (settled) return
           settled = true
           clearTimeout(timer)
-          resume(Effect.succeed(lookup))
+          resume(Effect.succeed(lookups))
         }, fail)
         return Effect.sync(() => {
           settled = true
           clearTimeout(timer)
         })
-      }).pipe(Effect.annotateLogs({ key }))
+      })
+
+    /** The value of a fresh hit answered from local copies alone: the entry and every stamp held, and current. */
+    const localValue = (ek: string, stampKeys: ReadonlyArray<string>, sets: Sets, now: number): string | undefined => {
+      const record = tier.get(ek, now)
+      if (record === undefined) return undefined
+      const copies: Array<string> = []
+      for (const stampKey of stampKeys) {
+        const stamp = tier.get(stampKey, now)
+        if (stamp === undefined) return undefined
+        copies.push(stamp)
+      }
+      return Protocol.freshValue(record, sets.json, copies, Date.now())
+    }
+
+    /**
+     * Whether a read of an entry may use the tier (and keep its copies): the caller's hint (`false`: never, `true`:
+     * even where `only` would not), else `only`; and every key survives UTF-8.
+     */
+    const trackable = (key: string, ek: string, stampKeys: { readonly ok: boolean }, local: boolean | undefined) =>
+      local !== false && (local === true || only === undefined || only(key)) && stampKeys.ok && wellFormed(ek)
 
     const lookup = (
       key: string,
@@ -387,30 +457,77 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       local?: boolean | undefined
     ): Effect.Effect<Lookup, CacheStoreError> => {
       const read = current
-      if (read === undefined || local === false || (local === undefined && only !== undefined && !only(key)))
-        return base.lookup(key, sets, leaseMillis)
+      if (read === undefined) return base.lookup(key, sets, leaseMillis)
       const now = performance.now()
       if (!tier.serving(now)) return base.lookup(key, sets, leaseMillis)
       const stamps = stampKeysOf(sets)
       const ek = entryKey(key)
-      if (!stamps.ok || !wellFormed(ek)) return base.lookup(key, sets, leaseMillis)
-      const record = tier.get(ek, now)
-      if (record !== undefined) {
-        const copies: Array<string> = []
-        for (const stampKey of stamps.keys) {
-          const stamp = tier.get(stampKey, now)
-          if (stamp === undefined) break
-          copies.push(stamp)
-        }
-        if (copies.length === stamps.keys.length) {
-          const fresh = Protocol.freshValue(record, sets.json, copies, Date.now())
-          if (fresh !== undefined) {
-            tier.stats.localHits++
-            return Effect.succeed({ _tag: "Hit", value: fresh })
-          }
-        }
+      if (!trackable(key, ek, stamps, local)) return base.lookup(key, sets, leaseMillis)
+      const fresh = localValue(ek, stamps.keys, sets, now)
+      if (fresh !== undefined) {
+        tier.stats.localHits++
+        return Effect.succeed({ _tag: "Hit", value: fresh })
       }
-      return trackedLookup(read, key, stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets, leaseMillis)
+      return Effect.map(
+        trackedLookups(read, [{ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets }], leaseMillis),
+        (lookups) => lookups[0]!
+      ).pipe(Effect.annotateLogs({ key }))
+    }
+
+    /**
+     * A batch: what local copies answer (fresh hits) is answered at once; the rest is one tracked read of their
+     * distinct keys, beside one plain read (the Redis store's) of the entries the tier does not keep.
+     */
+    const lookupMany = (
+      requests: ReadonlyArray<LookupRequest>,
+      leaseMillis?: number | undefined,
+      local?: boolean | undefined
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> => {
+      const read = current
+      if (read === undefined || local === false || requests.length === 0) return base.lookupMany(requests, leaseMillis)
+      const now = performance.now()
+      if (!tier.serving(now)) return base.lookupMany(requests, leaseMillis)
+      const answers: Array<Lookup> = new Array(requests.length)
+      const tracked: Array<Tracked> = []
+      const trackedAt: Array<number> = []
+      const untracked: Array<LookupRequest> = []
+      const untrackedAt: Array<number> = []
+      requests.forEach((request, i) => {
+        const stamps = stampKeysOf(request.sets)
+        const ek = entryKey(request.key)
+        if (!trackable(request.key, ek, stamps, local)) {
+          untracked.push(request)
+          untrackedAt.push(i)
+          return
+        }
+        const fresh = localValue(ek, stamps.keys, request.sets, now)
+        if (fresh !== undefined) {
+          tier.stats.localHits++
+          answers[i] = { _tag: "Hit", value: fresh }
+          return
+        }
+        tracked.push({ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets: request.sets })
+        trackedAt.push(i)
+      })
+      if (tracked.length === 0 && untracked.length === 0) return Effect.succeed(answers)
+      return Effect.map(
+        Effect.all(
+          [
+            tracked.length === 0 ? Effect.succeed([]) : trackedLookups(read, tracked, leaseMillis),
+            untracked.length === 0 ? Effect.succeed([]) : base.lookupMany(untracked, leaseMillis)
+          ],
+          { concurrency: 2 }
+        ),
+        ([fromTier, fromRedis]) => {
+          fromTier.forEach((lookup, j) => {
+            answers[trackedAt[j]!] = lookup
+          })
+          fromRedis.forEach((lookup, j) => {
+            answers[untrackedAt[j]!] = lookup
+          })
+          return answers
+        }
+      )
     }
 
     // -------------------------------------------------------------------------------------------------------------
@@ -434,6 +551,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       ...base,
       kind: "tiered",
       lookup,
+      lookupMany,
       lease: (key, token, sets, view, intent, leaseMillis, lifeMillis) =>
         dropping(base.lease(key, token, sets, view, intent, leaseMillis, lifeMillis), () => [
           entryKey(key),

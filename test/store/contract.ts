@@ -511,4 +511,78 @@ export const storeContract = (backend: Backend) =>
         assert.isUndefined(yield* store.inspect("k"))
       })
     )
+
+    test(
+      "a batched lookup answers each request, in order, as its own lookup would (duplicates included)",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* put("hit", "1", ["t:n"])
+        yield* put("bare", "2")
+        yield* put("stale", "3", ["t:n"])
+        yield* store.invalidate(["stale"], "soft")
+        yield* put("dead", "4", ["g:dead", "t:n"])
+        yield* store.invalidateSet("g:dead", "hard")
+        yield* put("held", "5", ["g:held", "t:n"])
+        yield* store.hold(["g:held"], "writer", 60_000)
+        assert.strictEqual((yield* leaseMiss(store, "leased", "loader", sets("t:n")))._tag, "Leased")
+        const requests: ReadonlyArray<CacheStore.LookupRequest> = [
+          { key: "hit", sets: sets("t:n") },
+          { key: "missing", sets: sets("g:new", "t:n") },
+          { key: "bare", sets: sets() },
+          { key: "stale", sets: sets("t:n") },
+          { key: "leased", sets: sets("t:n") },
+          { key: "dead", sets: sets("g:dead", "t:n") },
+          { key: "held", sets: sets("g:held", "t:n") },
+          { key: "hit", sets: sets("t:n") },
+          // The same key under other sets than it recorded: not its value.
+          { key: "hit", sets: sets("t:other") }
+        ]
+        const batched = yield* store.lookupMany(requests, 10_000)
+        const single = yield* Effect.forEach(requests, ({ key, sets }) => store.lookup(key, sets, 10_000))
+        assert.deepStrictEqual(batched, single)
+        assert.deepStrictEqual(batched.map(tagOf), [
+          "Hit",
+          "Miss",
+          "Hit",
+          "Stale",
+          "Miss",
+          "Miss",
+          "Miss",
+          "Hit",
+          "Miss"
+        ])
+        const leased = batched[4]!
+        assert.isTrue(leased._tag === "Miss" && leased.view.holder !== undefined)
+        const held = batched[6]!
+        assert.isTrue(held._tag === "Miss" && held.view.held)
+        assert.deepStrictEqual(yield* store.lookupMany([]), [])
+      })
+    )
+
+    test(
+      "a batched lookup never answers what a write of this process replaced (hit, invalidated, refilled)",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const requests = ["a", "b", "c"].map((key) => ({ key, sets: sets(`g:${key}`, "t:n") }))
+        for (const { key, sets } of requests) yield* put(key, `${key}1`, sets.names)
+        // Twice: the second may be answered by the in-process tier.
+        for (let i = 0; i < 2; i++) {
+          const found = yield* store.lookupMany(requests)
+          assert.deepStrictEqual(
+            found.map((lookup) => (lookup._tag === "Hit" ? lookup.value : lookup._tag)),
+            ["a1", "b1", "c1"]
+          )
+        }
+        yield* store.invalidateSet("g:b", "hard")
+        yield* store.invalidate(["c"], "hard")
+        const after = yield* store.lookupMany(requests)
+        assert.deepStrictEqual(after.map(tagOf), ["Hit", "Miss", "Miss"])
+        yield* put("c", "c2", ["g:c", "t:n"])
+        const refilled = yield* store.lookupMany(requests)
+        assert.deepStrictEqual(
+          refilled.map((lookup) => (lookup._tag === "Hit" ? lookup.value : lookup._tag)),
+          ["a1", "Miss", "c2"]
+        )
+      })
+    )
   })
