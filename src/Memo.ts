@@ -22,6 +22,7 @@ import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
 import * as Codec from "./internal/codec.ts"
 import { type InvalidFields, runCallback } from "./internal/fields.ts"
 import { groupSet, tagSet } from "./internal/keys.ts"
+import * as Many from "./internal/many.ts"
 import { newToken } from "./internal/protocol.ts"
 import * as Invalidation from "./Invalidation.ts"
 import * as Metrics from "./Metrics.ts"
@@ -83,8 +84,12 @@ const flightsOf = (store: Store) => {
   return flights
 }
 
-/** How one node's entries live under the current settings, in millis. */
-interface Timing {
+/**
+ * How one node's entries live under the current settings, in millis.
+ *
+ * @internal
+ */
+export interface Timing {
   readonly staleOn: boolean
   readonly freshMillis: number | undefined
   /** How long past its freshness a stale value is served; `undefined`: as long as the entry lives. */
@@ -97,8 +102,12 @@ interface Timing {
 
 const timings = new WeakMap<Node.Node, { readonly settings: Settings; readonly timing: Timing }>()
 
-/** The timing of a node, computed once per node and settings. */
-const timingOf = (node: Node.Node, settings: Settings): Timing => {
+/**
+ * The timing of a node, computed once per node and settings.
+ *
+ * @internal
+ */
+export const timingOf = (node: Node.Node, settings: Settings): Timing => {
   const cached = timings.get(node)
   if (cached !== undefined && cached.settings === settings) return cached.timing
   const timing = computeTiming(node, settings)
@@ -138,8 +147,10 @@ const lifeOf = (
 /**
  * How long one loaded value lives: the node's timing, or for a node whose ttl is a function of the value, what
  * that function says (a throw or a bad duration fails, and the value is not stored).
+ *
+ * @internal
  */
-const fillTiming = (
+export const fillTiming = (
   instance: Node.Instance,
   settings: Settings,
   timing: Timing,
@@ -179,8 +190,10 @@ const tagSetsByNode = new WeakMap<Node.Node, CacheStore.Sets>()
 /**
  * The sets (tags and groups) of an entry, in a fixed order. An entry without groups has its node's tag sets,
  * made once per node: the same value on every call, so the store can cache what it derives from it.
+ *
+ * @internal
  */
-const setsOf = (instance: Node.Instance): CacheStore.Sets => {
+export const setsOf = (instance: Node.Instance): CacheStore.Sets => {
   if (instance.groups.length === 0) {
     let sets = tagSetsByNode.get(instance.node)
     if (sets === undefined) {
@@ -482,8 +495,10 @@ type Step<A> =
 /**
  * Whether a value stale for `staleFor` millis is served: the entry's life bounds the stale window by itself,
  * except where a fail-safe window keeps entries longer.
+ *
+ * @internal
  */
-const servesStale = (timing: Timing, staleFor: number): boolean =>
+export const servesStale = (timing: Timing, staleFor: number): boolean =>
   timing.staleOn &&
   (timing.failSafeMillis === undefined || timing.staleMillis === undefined || staleFor < timing.staleMillis)
 
@@ -752,8 +767,12 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
     (watch) => Effect.sync(() => watch?.close())
   )
 
-/** A hook (`onHit`, `onMiss`) run so that it can never fail or break the read: a failure is logged. */
-const runHook = (
+/**
+ * A hook (`onHit`, `onMiss`) run so that it can never fail or break the read: a failure is logged.
+ *
+ * @internal
+ */
+export const runHook = (
   instance: Node.Instance,
   hook: ((event: Node.Event<any, any>) => Effect.Effect<void, unknown>) | undefined,
   value: unknown
@@ -1141,3 +1160,110 @@ export const invalidatePattern = (
   pattern: string,
   options?: Invalidation.Options
 ): Effect.Effect<number, CacheStoreError, CacheStore.CacheStore> => Invalidation.pattern(pattern, options)
+
+/**
+ * A batch given to {@link cachedMany} that cannot be served: its instances are of several nodes (`MixedNodes`),
+ * or the loader returned another number of values than it was given fields (`WrongLength`: nothing was stored,
+ * every lease of the batch was given up).
+ *
+ * @category errors
+ * @since 0.3.0
+ */
+export class InvalidBatch extends Schema.TaggedError<InvalidBatch>()("InvalidBatch", {
+  node: Schema.String,
+  reason: Schema.Literals(["MixedNodes", "WrongLength"]),
+  message: Schema.String
+}) {}
+
+/**
+ * Reads many entries of one node through the cache, DataLoader style: every distinct key is looked up in one
+ * round trip; the misses are loaded by one call of `loader`, which receives their fields (in the order of
+ * `instances`, each key once) and returns their values **in the same order, one per field** (a wrong number is an
+ * {@link InvalidBatch} error, and nothing is stored). Returns the values in the order of `instances` (a repeated
+ * instance gets its key's value again).
+ *
+ * Each key keeps the guarantees of {@link cached}: it is loaded under its own lease, with the stamps its sets had
+ * before the loader ran; an invalidation that lands meanwhile refuses that key's fill (the value is returned, not
+ * stored); a held set refuses only the fills of that set's keys; the value must match the node's Schema,
+ * `maxValueBytes` and `cacheWhen` to be stored. Keys another caller is loading are waited for as {@link cached}
+ * waits (their values are served when they land; if their holder gives up, they are loaded by one more loader
+ * call). Stale values are served within the node's stale window and refreshed in the background by one loader
+ * call. Store failures fail open (the loader loads every key not yet read); a failing loader fails the whole
+ * batch, unless the node's fail-safe has a value for every key it was asked for.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Memo, Node } from "effect-cacheme"
+ *
+ * const UserName = Node.make("user-name-many", { fields: { id: Schema.Number }, value: Schema.String })
+ *
+ * // One query for every miss, e.g. `SELECT id, name FROM users WHERE id IN (...)`; rows come back in any order.
+ * const loadNames = (ids: ReadonlyArray<number>) =>
+ *   Effect.succeed(ids.map((id) => ({ id, name: `user ${id}` })))
+ *
+ * const names = Memo.cachedMany([1, 2, 3].map((id) => UserName.make({ id })), (fields) =>
+ *   Effect.map(loadNames(fields.map((f) => f.id)), (rows) => {
+ *     const byId = new Map(rows.map((row) => [row.id, row.name]))
+ *     // One value per field, in the order given: a missing row must still have a value (or make the node's
+ *     // value Schema nullable and return null).
+ *     return fields.map((f) => byId.get(f.id) ?? "unknown")
+ *   })
+ * ) // Effect<Array<string>, InvalidBatch, CacheStore>
+ * ```
+ *
+ * @category combinators
+ * @since 0.3.0
+ */
+export const cachedMany = <F extends Schema.Struct.Fields, V extends Node.ValueSchema, E, R>(
+  instances: ReadonlyArray<Node.Instance<F, V>>,
+  loader: (fields: ReadonlyArray<Schema.Struct.Type<F>>) => Effect.Effect<ReadonlyArray<V["Type"]>, E, R>
+): Effect.Effect<Array<V["Type"]>, E | InvalidBatch, R | CacheStore.CacheStore> =>
+  Many.run(instances, loader, false) as Effect.Effect<Array<V["Type"]>, E | InvalidBatch, R | CacheStore.CacheStore>
+
+/**
+ * Like {@link cachedMany}, but a store failure fails the batch with a `CacheStoreError` instead of failing open.
+ *
+ * @category combinators
+ * @since 0.3.0
+ */
+export const cachedManyStrict = <F extends Schema.Struct.Fields, V extends Node.ValueSchema, E, R>(
+  instances: ReadonlyArray<Node.Instance<F, V>>,
+  loader: (fields: ReadonlyArray<Schema.Struct.Type<F>>) => Effect.Effect<ReadonlyArray<V["Type"]>, E, R>
+): Effect.Effect<Array<V["Type"]>, E | InvalidBatch | CacheStoreError, R | CacheStore.CacheStore> =>
+  Many.run(instances, loader, true)
+
+/**
+ * A cached batch function of a node's fields ({@link fn} for {@link cachedMany}): each fields value is checked
+ * against its Schema (an `InvalidFields` error names the first at fault), then the batch is read through the
+ * cache, `loader` loading the misses.
+ *
+ * **Example**
+ *
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { Memo, Node } from "effect-cacheme"
+ *
+ * const BookTitle = Node.make("book-title-many", { fields: { id: Schema.Number }, value: Schema.String })
+ *
+ * const getTitles = Memo.fnMany(BookTitle, (fields) => Effect.succeed(fields.map(({ id }) => `Book ${id}`)))
+ *
+ * const program = getTitles([{ id: 1 }, { id: 2 }]) // Effect<Array<string>, InvalidBatch | InvalidFields, CacheStore>
+ * ```
+ *
+ * @category constructors
+ * @since 0.3.0
+ */
+export const fnMany =
+  <F extends Schema.Struct.Fields, V extends Node.ValueSchema, E, R>(
+    node: Node.Node<F, V>,
+    loader: (fields: ReadonlyArray<Schema.Struct.Type<F>>) => Effect.Effect<ReadonlyArray<V["Type"]>, E, R>
+  ) =>
+  (
+    fields: ReadonlyArray<Schema.Struct.Type<F>>
+  ): Effect.Effect<Array<V["Type"]>, E | InvalidBatch | InvalidFields, R | CacheStore.CacheStore> =>
+    Effect.flatMap(
+      Effect.forEach(fields, (one) => node.makeExit(one)),
+      (instances) => cachedMany(instances, loader)
+    )
