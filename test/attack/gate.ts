@@ -27,8 +27,10 @@ export const gated = (
       const wrapped: Service = {
         ...store,
         lookup: wrap("lookup", store.lookup),
+        lookupMany: wrap("lookupMany", store.lookupMany),
         lease: wrap("lease", store.lease),
         fill: wrap("fill", store.fill),
+        renew: wrap("renew", store.renew),
         release: wrap("release", store.release),
         invalidate: wrap("invalidate", store.invalidate),
         invalidateSet: wrap("invalidateSet", store.invalidateSet),
