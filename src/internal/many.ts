@@ -60,6 +60,8 @@ interface Batch<A, E, R> {
   readonly timing: Memo.Timing
   readonly metrics: Metrics.NodeMetrics
   readonly strict: boolean
+  /** Whether the program has a tracer: spans of loads and fills are made only then. */
+  readonly traced: boolean
   /** Per distinct key: its value, once known. */
   readonly values: Array<A>
   /** Per distinct key: how its value was obtained. */
@@ -72,8 +74,16 @@ interface Batch<A, E, R> {
 
 type Failure<E> = E | Memo.InvalidBatch | CacheStoreError
 
-const requestsOf = (entries: ReadonlyArray<Entry>): ReadonlyArray<CacheStore.LookupRequest> =>
-  entries.map((entry) => ({ key: entry.instance.key, sets: entry.sets }))
+/** One batched lookup of `entries` (one round trip), with the node's hint about the in-process tier. */
+const lookup = <A, E, R>(
+  batch: Batch<A, E, R>,
+  entries: ReadonlyArray<Entry>
+): Effect.Effect<ReadonlyArray<CacheStore.Lookup>, CacheStoreError> =>
+  batch.store.lookupMany(
+    entries.map((entry) => ({ key: entry.instance.key, sets: entry.sets })),
+    batch.timing.leaseMillis,
+    batch.node.options.local
+  )
 
 /** A store failure: counted and logged; fails the batch only in strict mode. */
 const storeFailed = <A, E, R>(batch: Batch<A, E, R>, error: CacheStoreError): Effect.Effect<void, CacheStoreError> =>
@@ -297,12 +307,13 @@ const load = <A, E, R>(
       keepingLeases(
         batch,
         held,
-        Effect.suspend(() => batch.loader(all.map((entry) => entry.instance.fields))).pipe(
-          Effect.withSpan(
-            "cacheme.load",
-            { attributes: { "cacheme.node": batch.node.name, "cacheme.count": all.length } },
-            { captureStackTrace: false }
-          )
+        Effect.suspend(() => batch.loader(all.map((entry) => entry.instance.fields))).pipe((loading) =>
+          batch.traced
+            ? Effect.withSpan(loading, "cacheme.load", {
+                attributes: { "cacheme.node": batch.node.name, "cacheme.count": all.length },
+                captureStackTrace: false
+              })
+            : loading
         )
       )
     )
@@ -384,22 +395,18 @@ const storeValue = <A, E, R>(batch: Batch<A, E, R>, held: Held, value: A): Effec
         )
       return
     }
-    const fill = batch.store
-      .fill(instance.key, held.token, sets, held.leased.stamps, {
-        value: encoded.value,
-        freshMillis: life.value.freshMillis,
-        lifeMillis: life.value.lifeMillis
-      })
-      .pipe(
-        Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
-        Effect.withSpan(
+    const filling = batch.store.fill(instance.key, held.token, sets, held.leased.stamps, {
+      value: encoded.value,
+      freshMillis: life.value.freshMillis,
+      lifeMillis: life.value.lifeMillis
+    })
+    const fill = batch.traced
+      ? Effect.withSpan(
+          Effect.tap(filling, (stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
           "cacheme.fill",
-          { attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key } },
-          {
-            captureStackTrace: false
-          }
+          { attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }, captureStackTrace: false }
         )
-      )
+      : filling
     // Stored or not, the lease is spent (a fill that was refused had lost it already).
     yield* Effect.ensuring(
       attempt(batch, fill, false),
@@ -476,11 +483,7 @@ const relook = <A, E, R>(
     : changes >= 2
       ? load(batch, [], entries)
       : Effect.gen(function* () {
-          const lookups = yield* attempt(
-            batch,
-            batch.store.lookupMany(requestsOf(entries), batch.timing.leaseMillis),
-            undefined
-          )
+          const lookups = yield* attempt(batch, lookup(batch, entries), undefined)
           if (lookups === undefined) return yield* load(batch, [], entries)
           const sorted = yield* sort(batch, entries, lookups)
           yield* refreshInBackground(batch, sorted.refresh)
@@ -497,35 +500,69 @@ const relook = <A, E, R>(
 const waitFor = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>): Effect.Effect<void, Failure<E>, R> =>
   entries.length === 0
     ? Effect.void
-    : Effect.gen(function* () {
-        for (let i = 0; i < entries.length; i++) yield* batch.metrics.herdWait
-        const { herdRetryCount, herdRetryInterval, herdMaxWait } = batch.settings
-        const quick = Duration.toMillis(herdRetryInterval)
-        const slowest = Math.max(quick, Math.min(100, Math.floor(batch.timing.leaseMillis / 4)))
-        const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
-        let delay = quick
-        let waiting = entries
-        for (let polls = 1; waiting.length > 0; polls++) {
-          yield* Effect.sleep(delay)
-          if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
-          const lookups = yield* attempt(
-            batch,
-            batch.store.lookupMany(requestsOf(waiting), batch.timing.leaseMillis),
-            undefined
+    : Effect.acquireUseRelease(
+        // Completion notices, where the store has them: a holder's fill or release ends the wait early.
+        Effect.sync(() => {
+          const watch = batch.store.watch
+          return new Map<Entry, CacheStore.Watch>(
+            watch === undefined ? [] : entries.map((entry) => [entry, watch(entry.instance.key)])
           )
-          if (lookups === undefined) return yield* load(batch, [], waiting)
-          const sorted = yield* sort(batch, waiting, lookups)
-          yield* refreshInBackground(batch, sorted.refresh)
-          const over = (yield* Clock.currentTimeMillis) >= deadline
-          const still = over ? [] : sorted.misses.filter((miss) => miss.view.holder !== undefined)
-          const free = over ? sorted.misses : sorted.misses.filter((miss) => miss.view.holder === undefined)
-          const leasings = yield* leaseAll(batch, free, "replace")
-          for (let i = 0; i < leasings.held.length; i++) yield* batch.metrics.miss
-          const gaveUp = over ? [...leasings.busy, ...leasings.changed] : []
-          yield* load(batch, leasings.held, [...sorted.unreadable, ...leasings.failed, ...gaveUp])
-          waiting = over ? [] : [...still.map((miss) => miss.entry), ...leasings.busy, ...leasings.changed]
-        }
-      })
+        }),
+        (watches) =>
+          Effect.gen(function* () {
+            for (let i = 0; i < entries.length; i++) yield* batch.metrics.herdWait
+            const { herdRetryCount, herdRetryInterval, herdMaxWait } = batch.settings
+            const quick = Duration.toMillis(herdRetryInterval)
+            const slowest = Math.max(quick, Math.min(100, Math.floor(batch.timing.leaseMillis / 4)))
+            const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
+            let delay = quick
+            let waiting = entries
+            for (let polls = 1; waiting.length > 0; polls++) {
+              yield* waitAny(watches, waiting, delay)
+              for (const watch of watches.values()) watch.arm()
+              if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
+              const lookups = yield* attempt(batch, lookup(batch, waiting), undefined)
+              if (lookups === undefined) return yield* load(batch, [], waiting)
+              const sorted = yield* sort(batch, waiting, lookups)
+              yield* refreshInBackground(batch, sorted.refresh)
+              const over = (yield* Clock.currentTimeMillis) >= deadline
+              const still = over ? [] : sorted.misses.filter((miss) => miss.view.holder !== undefined)
+              const free = over ? sorted.misses : sorted.misses.filter((miss) => miss.view.holder === undefined)
+              const leasings = yield* leaseAll(batch, free, "replace")
+              for (let i = 0; i < leasings.held.length; i++) yield* batch.metrics.miss
+              const gaveUp = over ? [...leasings.busy, ...leasings.changed] : []
+              yield* load(batch, leasings.held, [...sorted.unreadable, ...leasings.failed, ...gaveUp])
+              waiting = over ? [] : [...still.map((miss) => miss.entry), ...leasings.busy, ...leasings.changed]
+              // Keys no longer waited for stop being watched.
+              const left = new Set(waiting)
+              for (const [entry, watch] of watches) {
+                if (left.has(entry)) continue
+                watch.close()
+                watches.delete(entry)
+              }
+            }
+          }),
+        (watches) =>
+          Effect.sync(() => {
+            for (const watch of watches.values()) watch.close()
+          })
+      )
+
+/** Waits `millis`, or less: until a completion notice for one of the keys waited for. */
+const waitAny = (
+  watches: ReadonlyMap<Entry, CacheStore.Watch>,
+  waiting: ReadonlyArray<Entry>,
+  millis: number
+): Effect.Effect<void> => {
+  const live: Array<CacheStore.Watch> = []
+  for (const entry of waiting) {
+    const watch = watches.get(entry)
+    if (watch !== undefined) live.push(watch)
+  }
+  return live.length === 0
+    ? Effect.sleep(millis)
+    : Effect.asVoid(Effect.raceAll(live.map((watch) => watch.wait(millis))))
+}
 
 /** Looks the batch up and serves it. */
 const serveAll = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>): Effect.Effect<void, Failure<E>, R> =>
@@ -534,8 +571,8 @@ const serveAll = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>)
     for (const entry of bypassed) batch.outcomes[entry.index] = "bypassed"
     const cached = bypassed.length === 0 ? entries : entries.filter((entry) => !entry.instance.skip)
     if (cached.length === 0) return yield* load(batch, [], bypassed)
-    const { store, timing } = batch
-    const lookups = yield* attempt(batch, store.lookupMany(requestsOf(cached), timing.leaseMillis), undefined)
+    const { store } = batch
+    const lookups = yield* attempt(batch, lookup(batch, cached), undefined)
     if (lookups === undefined) return yield* load(batch, [], entries)
     const sorted = yield* sort(batch, cached, lookups)
     yield* refreshInBackground(batch, sorted.refresh)
@@ -552,11 +589,7 @@ const serveAll = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>)
         ),
         0
       )
-      const again = yield* attempt(
-        batch,
-        store.lookupMany(requestsOf(sorted.unreadable), timing.leaseMillis),
-        undefined
-      )
+      const again = yield* attempt(batch, lookup(batch, sorted.unreadable), undefined)
       if (again === undefined) plain.push(...sorted.unreadable)
       else {
         const resorted = yield* sort(batch, sorted.unreadable, again)
@@ -654,6 +687,7 @@ export const run = <A, E, R>(
             timing: Memo.timingOf(node, settings),
             metrics: Metrics.forNode(node.name),
             strict,
+            traced,
             values: [],
             outcomes: [],
             fallbacks: new Map(),
