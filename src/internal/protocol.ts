@@ -308,7 +308,9 @@ export const freshValue = (
   at++
   for (let i = 0; i < stamps.length; i++) {
     const stamp = stamps[i]
-    if (stamp === null || stamp === undefined || !record.startsWith(stamp, at)) return undefined
+    // A hold marker is no stamp: a value recorded under one (filled during the hold) is never fresh.
+    if (stamp === null || stamp === undefined || stamp.charCodeAt(0) === 33 || !record.startsWith(stamp, at))
+      return undefined
     at += stamp.length
     if (record.charCodeAt(at) !== (i === stamps.length - 1 ? 10 : 44)) return undefined
     at++

@@ -585,4 +585,22 @@ export const storeContract = (backend: Backend) =>
         )
       })
     )
+
+    test(
+      "a value filled with a held set's marker as its stamp is never served (the hold marker is no stamp)",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* store.hold(["g:held"], "writer", 60_000)
+        const leasing = yield* leaseMiss(store, "k", "t1", sets("g:held"))
+        assert.strictEqual(leasing._tag, "Leased")
+        if (leasing._tag !== "Leased") return
+        assert.isTrue(leasing.held)
+        // A caller that stores anyway (Memo never does): the store may keep the record, never serve it.
+        yield* store.fill("k", "t1", sets("g:held"), leasing.stamps, fill("loaded during the hold"))
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets("g:held"))), "Miss")
+        assert.strictEqual(tagOf((yield* store.lookupMany([{ key: "k", sets: sets("g:held") }]))[0]!), "Miss")
+        yield* store.releaseHold(["g:held"], "writer")
+        assert.strictEqual(tagOf(yield* store.lookup("k", sets("g:held"))), "Miss")
+      })
+    )
   })
