@@ -1189,7 +1189,8 @@ export class InvalidBatch extends Schema.TaggedError<InvalidBatch>()("InvalidBat
  * waits (their values are served when they land; if their holder gives up, they are loaded by one more loader
  * call). Stale values are served within the node's stale window and refreshed in the background by one loader
  * call. Store failures fail open (the loader loads every key not yet read); a failing loader fails the whole
- * batch, unless the node's fail-safe has a value for every key it was asked for.
+ * batch, unless the node's fail-safe has a value, still in the store after the failure, for every key it was asked
+ * for.
  *
  * **Example**
  *

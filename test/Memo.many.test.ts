@@ -631,6 +631,25 @@ for (const backend of backends) {
           )
         )
         assert.strictEqual(error, "down")
+        // A value invalidated hard while the loader runs is no fail-safe answer (looked up again after the failure).
+        const started = yield* Deferred.make<void>()
+        const proceed = yield* Deferred.make<void>()
+        const fiber = yield* Effect.forkChild(
+          Memo.cachedMany(
+            ids(2).map((id) => Users.make({ id })),
+            () =>
+              Effect.gen(function* () {
+                yield* Deferred.succeed(started, undefined)
+                yield* Deferred.await(proceed)
+                return yield* Effect.fail("down" as const)
+              })
+          )
+        )
+        yield* Deferred.await(started)
+        yield* Memo.invalidate(Users.make({ id: 2 }))
+        yield* Deferred.succeed(proceed, undefined)
+        const exit = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.isFailure(exit) && Cause.squash(exit.cause) === "down", String(exit))
       }))
 
     test(

@@ -146,7 +146,12 @@ const sort = <A, E, R>(
             if (lookup.view.holder === undefined) sorted.refresh.push({ entry, view: lookup.view })
             break
           }
-          if (decoded._tag === "Value" && batch.timing.failSafeMillis !== undefined)
+          // Kept in place (under a "keep" lease) for a fail-safe answer if the loader fails.
+          if (
+            decoded._tag === "Value" &&
+            batch.timing.failSafeMillis !== undefined &&
+            lookup.staleFor < batch.timing.failSafeMillis
+          )
             batch.fallbacks.set(entry.index, decoded.value)
           if (decoded._tag !== "Value") yield* logUnreadable(batch, entry, decoded)
           sorted.misses.push({ entry, view: lookup.view })
@@ -201,7 +206,16 @@ const leaseAll = <A, E, R>(
             return Effect.map(
               attempt(
                 batch,
-                store.lease(entry.instance.key, token, entry.sets, view, intent, timing.leaseMillis, timing.lifeMillis),
+                store.lease(
+                  entry.instance.key,
+                  token,
+                  entry.sets,
+                  view,
+                  // A load that may end in a fail-safe answer leaves the value seen in place.
+                  batch.fallbacks.has(entry.index) ? "keep" : intent,
+                  timing.leaseMillis,
+                  timing.lifeMillis
+                ),
                 undefined
               ),
               (leasing) => {
@@ -288,6 +302,37 @@ const checkLength = <A>(
       )
 
 /**
+ * The fail-safe answers of a failed loader call: the values the store holds for its keys *now* (looked up again,
+ * never taken from the batch's first lookup: a value invalidated hard or aged out of its window meanwhile is never
+ * served), if every key still has one; else `undefined` and the failure stands.
+ */
+const failSafeAnswers = <A, E, R>(
+  batch: Batch<A, E, R>,
+  entries: ReadonlyArray<Entry>
+): Effect.Effect<ReadonlyArray<A> | undefined> =>
+  Effect.map(
+    Effect.option(
+      batch.store.lookupMany(
+        entries.map((entry) => ({ key: entry.instance.key, sets: entry.sets })),
+        batch.timing.leaseMillis,
+        false
+      )
+    ),
+    (found) => {
+      if (found._tag === "None") return undefined
+      const windowMillis = batch.timing.failSafeMillis ?? 0
+      const answers: Array<A> = []
+      for (const lookup of found.value) {
+        if (lookup._tag === "Miss" || (lookup._tag === "Stale" && lookup.staleFor >= windowMillis)) return undefined
+        const decoded = Codec.decode<A>(batch.node, lookup.value)
+        if (decoded._tag !== "Value") return undefined
+        answers.push(decoded.value)
+      }
+      return answers
+    }
+  )
+
+/**
  * One loader call for the keys leased (`held`) and the keys to load without storing (`plain`), in the order of
  * the batch; then each leased value is stored under its own lease. A failed loader (or a wrong number of values)
  * stores nothing and releases every lease; with a fail-safe value for every key asked for, the failure is
@@ -325,13 +370,16 @@ const load = <A, E, R>(
         batch.node.failSafe !== undefined &&
         all.every((entry) => batch.fallbacks.has(entry.index))
       ) {
-        for (const entry of all) {
-          served(batch, entry, batch.fallbacks.get(entry.index)!, "failSafe")
-          yield* batch.metrics.failSafe
+        const answers = yield* failSafeAnswers(batch, all)
+        if (answers !== undefined) {
+          for (let i = 0; i < all.length; i++) {
+            served(batch, all[i]!, answers[i]!, "failSafe")
+            yield* batch.metrics.failSafe
+          }
+          return yield* Effect.logWarning(
+            `effect-cacheme: the load failed (${Cause.pretty(exit.cause).split("\n")[0]}); serving the fail-safe values`
+          ).pipe(Effect.annotateLogs({ node: batch.node.name, keys: all.length }))
         }
-        return yield* Effect.logWarning(
-          `effect-cacheme: the load failed (${Cause.pretty(exit.cause).split("\n")[0]}); serving the fail-safe values`
-        ).pipe(Effect.annotateLogs({ node: batch.node.name, keys: all.length }))
       }
       return yield* exit
     }
