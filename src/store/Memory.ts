@@ -53,6 +53,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const entries = new Map<string, Slot>()
     const stamps = new Map<string, Slot>()
     const indexes = new Map<string, Map<string, number>>()
+    /** The size at which each index is next pruned of members whose life is over. */
+    const pruneAt = new Map<string, number>()
+    const minimumPrune = 64
 
     const withClock = <A>(f: (now: number) => A): Effect.Effect<A> =>
       Effect.clockWith((clock) => Effect.sync(() => f(clock.currentTimeMillisUnsafe())))
@@ -205,7 +208,12 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             index = new Map()
             indexes.set(set, index)
           }
-          for (const [other, until] of index) if (until <= now) index.delete(other)
+          // Members whose life is over go when the index has doubled since it was last pruned: amortized
+          // constant work per fill (walking it on every fill made fills slower as an index grew).
+          if (index.size >= (pruneAt.get(set) ?? minimumPrune)) {
+            for (const [other, until] of index) if (until <= now) index.delete(other)
+            pruneAt.set(set, Math.max(minimumPrune, 2 * index.size))
+          }
           index.set(member, expiresAt)
         })
         notices.notify(key)
@@ -242,7 +250,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         if (set === except) continue
         const index = indexes.get(set)
         index?.delete(member)
-        if (index?.size === 0) indexes.delete(set)
+        if (index?.size === 0) {
+          indexes.delete(set)
+          pruneAt.delete(set)
+        }
       }
     }
 
@@ -299,7 +310,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         index.delete(member)
         leaveIndexes(key, parsed.body, set)
       }
-      if (index.size === 0) indexes.delete(set)
+      if (index.size === 0) {
+        indexes.delete(set)
+        pruneAt.delete(set)
+      }
       return count
     }
 
