@@ -35,7 +35,7 @@ const loaderRuns = (prefix: string) =>
   })
 
 describe.skipIf(skip)("Memo herds across processes, slow loads", () => {
-  for (const loadMillis of [250, 2000]) {
+  for (const loadMillis of [100, 250, 2000]) {
     it.live(
       `4 processes x 250 callers on a cold key with a ${loadMillis} ms loader run it once, with the default settings`,
       () =>
