@@ -265,6 +265,82 @@ const loadOnly = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Served<A>, E, R> 
   })
 
 /**
+ * What a loaded value comes to before it is stored: the fill, or why it is not stored (`log` says so). One place
+ * for the checks every fill passes (`Memo`'s and a batch's): the value Schema, `maxValueBytes`, `cacheWhen` and a
+ * ttl function.
+ *
+ * @internal
+ */
+export type Storable =
+  | { readonly _tag: "Store"; readonly fill: CacheStore.Fill }
+  | { readonly _tag: "Skip"; readonly log: Effect.Effect<void> }
+
+/** @internal */
+export const storable = (
+  instance: Node.Instance,
+  settings: Settings,
+  timing: Timing,
+  metrics: Metrics.NodeMetrics,
+  value: unknown
+): Storable => {
+  const annotations = { node: instance.node.name, key: instance.key }
+  const encoded = Codec.encode(instance.node, value)
+  if (Exit.isFailure(encoded))
+    return {
+      _tag: "Skip",
+      log: Effect.logError("effect-cacheme: the loaded value does not match the node's value Schema; not cached").pipe(
+        Effect.annotateLogs({ ...annotations, cause: Cause.pretty(encoded.cause) })
+      )
+    }
+  // A UTF-8 byte is at most 3 per UTF-16 unit: counting bytes is only needed for values that could be too large.
+  const { maxValueBytes } = settings
+  const bytes = encoded.value.length > maxValueBytes / 3 ? Buffer.byteLength(encoded.value) : encoded.value.length
+  if (bytes > maxValueBytes)
+    return {
+      _tag: "Skip",
+      log: Effect.andThen(
+        metrics.oversized,
+        Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
+          Effect.annotateLogs({ ...annotations, bytes, maxValueBytes })
+        )
+      )
+    }
+  const cacheWhen = instance.node.options.cacheWhen
+  const wanted =
+    cacheWhen === undefined
+      ? Exit.succeed(true)
+      : runCallback(instance.node.name, "cacheWhen", () => cacheWhen(value, instance.fields) === true)
+  if (Exit.isSuccess(wanted) && !wanted.value) return { _tag: "Skip", log: Effect.void }
+  const life = Exit.isFailure(wanted)
+    ? (wanted as Exit.Exit<never, InvalidFields>)
+    : fillTiming(instance, settings, timing, value)
+  if (Exit.isFailure(life))
+    return {
+      _tag: "Skip",
+      log: Effect.logError("effect-cacheme: not cached").pipe(
+        Effect.annotateLogs({ ...annotations, cause: Cause.pretty(life.cause) })
+      )
+    }
+  return {
+    _tag: "Store",
+    fill: { value: encoded.value, freshMillis: life.value.freshMillis, lifeMillis: life.value.lifeMillis }
+  }
+}
+
+/** A fill in a `cacheme.fill` span (with whether it was stored) when the program has a tracer. @internal */
+export const tracedFill = (
+  traced: boolean,
+  instance: Node.Instance,
+  fill: Effect.Effect<boolean, CacheStoreError>
+): Effect.Effect<boolean, CacheStoreError> =>
+  traced
+    ? fill.pipe(
+        Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
+        Effect.withSpan("cacheme.fill", spanOptions(instance))
+      )
+    : fill
+
+/**
  * Loads as the lease holder, then stores the value if the lease survived and no set of the entry was
  * invalidated since the lookup. A failed load is never cached: the lease is given up (and the stamps it made
  * dropped), so the next caller loads at once.
@@ -283,68 +359,15 @@ const loadThenFill = <A, E, R>(
       yield* release
       return yield* exit
     }
-    const encoded = Codec.encode(instance.node, exit.value)
-    if (Exit.isFailure(encoded)) {
+    const decision = storable(instance, call.settings, timing, call.metrics, exit.value)
+    if (decision._tag === "Skip") {
       yield* release
-      yield* Effect.logError(
-        "effect-cacheme: the loaded value does not match the node's value Schema; not cached"
-      ).pipe(Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(encoded.cause) }))
-      return exit.value
-    }
-    // A UTF-8 byte is at most 3 per UTF-16 unit: counting bytes is only needed for values that could be too large.
-    const bytes =
-      encoded.value.length > call.settings.maxValueBytes / 3 ? Buffer.byteLength(encoded.value) : encoded.value.length
-    if (bytes > call.settings.maxValueBytes) {
-      yield* release
-      yield* call.metrics.oversized
-      yield* Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
-        Effect.annotateLogs({
-          node: instance.node.name,
-          key: instance.key,
-          bytes,
-          maxValueBytes: call.settings.maxValueBytes
-        })
-      )
-      return exit.value
-    }
-    const cacheWhen = instance.node.options.cacheWhen
-    const wanted =
-      cacheWhen === undefined
-        ? Exit.succeed(true)
-        : runCallback(instance.node.name, "cacheWhen", () => cacheWhen(exit.value, instance.fields) === true)
-    type Life = Exit.Exit<
-      { readonly freshMillis: number | undefined; readonly lifeMillis: number | undefined } | undefined,
-      InvalidFields
-    >
-    const life: Life = Exit.isFailure(wanted)
-      ? (wanted as Exit.Exit<never, InvalidFields>)
-      : wanted.value
-        ? fillTiming(instance, call.settings, timing, exit.value)
-        : Exit.succeed(undefined)
-    if (Exit.isFailure(life) || life.value === undefined) {
-      yield* release
-      if (Exit.isFailure(life))
-        yield* Effect.logError("effect-cacheme: not cached").pipe(
-          Effect.annotateLogs({ node: instance.node.name, key: instance.key, cause: Cause.pretty(life.cause) })
-        )
+      yield* decision.log
       return exit.value
     }
     yield* attempt(
       call,
-      store
-        .fill(instance.key, token, sets, leased.stamps, {
-          value: encoded.value,
-          freshMillis: life.value.freshMillis,
-          lifeMillis: life.value.lifeMillis
-        })
-        .pipe((fill) =>
-          call.traced
-            ? fill.pipe(
-                Effect.tap((stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
-                Effect.withSpan("cacheme.fill", spanOptions(instance))
-              )
-            : fill
-        ),
+      tracedFill(call.traced, instance, store.fill(instance.key, token, sets, leased.stamps, decision.fill)),
       Effect.succeed(false)
     )
     return exit.value

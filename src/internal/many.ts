@@ -21,7 +21,6 @@ import * as Memo from "../Memo.ts"
 import * as Metrics from "../Metrics.ts"
 import type * as Node from "../Node.ts"
 import * as Codec from "./codec.ts"
-import { type InvalidFields, runCallback } from "./fields.ts"
 import { newToken } from "./protocol.ts"
 
 type Store = CacheStore.CacheStore["Service"]
@@ -403,58 +402,17 @@ const load = <A, E, R>(
 const storeValue = <A, E, R>(batch: Batch<A, E, R>, held: Held, value: A): Effect.Effect<void, CacheStoreError> =>
   Effect.gen(function* () {
     const { instance, sets } = held.entry
-    const annotations = { node: instance.node.name, key: instance.key }
     if (held.leased.held) return yield* release(batch, held)
-    const encoded = Codec.encode(instance.node, value)
-    if (Exit.isFailure(encoded)) {
+    const decision = Memo.storable(instance, batch.settings, batch.timing, batch.metrics, value)
+    if (decision._tag === "Skip") {
       yield* release(batch, held)
-      return yield* Effect.logError(
-        "effect-cacheme: the loaded value does not match the node's value Schema; not cached"
-      ).pipe(Effect.annotateLogs({ ...annotations, cause: Cause.pretty(encoded.cause) }))
+      return yield* decision.log
     }
-    const maxValueBytes = batch.settings.maxValueBytes
-    const bytes = encoded.value.length > maxValueBytes / 3 ? Buffer.byteLength(encoded.value) : encoded.value.length
-    if (bytes > maxValueBytes) {
-      yield* release(batch, held)
-      yield* batch.metrics.oversized
-      return yield* Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
-        Effect.annotateLogs({ ...annotations, bytes, maxValueBytes })
-      )
-    }
-    const cacheWhen = instance.node.options.cacheWhen
-    const wanted =
-      cacheWhen === undefined
-        ? Exit.succeed(true)
-        : runCallback(instance.node.name, "cacheWhen", () => cacheWhen(value, instance.fields) === true)
-    type Life = Exit.Exit<
-      { readonly freshMillis: number | undefined; readonly lifeMillis: number | undefined } | undefined,
-      InvalidFields
-    >
-    const life: Life = Exit.isFailure(wanted)
-      ? (wanted as Exit.Exit<never, InvalidFields>)
-      : wanted.value
-        ? Memo.fillTiming(instance, batch.settings, batch.timing, value)
-        : Exit.succeed(undefined)
-    if (Exit.isFailure(life) || life.value === undefined) {
-      yield* release(batch, held)
-      if (Exit.isFailure(life))
-        yield* Effect.logError("effect-cacheme: not cached").pipe(
-          Effect.annotateLogs({ ...annotations, cause: Cause.pretty(life.cause) })
-        )
-      return
-    }
-    const filling = batch.store.fill(instance.key, held.token, sets, held.leased.stamps, {
-      value: encoded.value,
-      freshMillis: life.value.freshMillis,
-      lifeMillis: life.value.lifeMillis
-    })
-    const fill = batch.traced
-      ? Effect.withSpan(
-          Effect.tap(filling, (stored) => Effect.annotateCurrentSpan("cacheme.stored", stored)),
-          "cacheme.fill",
-          { attributes: { "cacheme.node": instance.node.name, "cacheme.key": instance.key }, captureStackTrace: false }
-        )
-      : filling
+    const fill = Memo.tracedFill(
+      batch.traced,
+      instance,
+      batch.store.fill(instance.key, held.token, sets, held.leased.stamps, decision.fill)
+    )
     // Stored or not, the lease is spent (a fill that was refused had lost it already).
     yield* Effect.ensuring(
       attempt(batch, fill, false),
