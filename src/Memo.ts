@@ -497,16 +497,16 @@ const refreshInBackground = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View
     call.store.scope
   )
 
-/** Logs why a stored value cannot be used: written under another Schema or version, or corrupt. */
-const logUnreadable = <A, E, R>(
-  call: Call<A, E, R>,
+/** Logs why a stored value of `instance` cannot be used: written under another Schema or version, or corrupt. @internal */
+export const logUnreadable = <A>(
+  instance: Node.Instance,
   decoded: Exclude<Codec.Decoded<A>, { readonly _tag: "Value" }>
 ): Effect.Effect<void> =>
   Effect.logWarning(
     decoded._tag === "Mismatch"
       ? `effect-cacheme: entry written under another value Schema or version (${decoded.stamp}); reloading`
       : `effect-cacheme: corrupt entry (${decoded.reason}); reloading`
-  ).pipe(Effect.annotateLogs({ node: call.instance.node.name, key: call.instance.key }))
+  ).pipe(Effect.annotateLogs({ node: instance.node.name, key: instance.key }))
 
 /** What a lookup found, decided: each branch one action. */
 type Step<A> =
@@ -546,7 +546,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
                 _tag: "Done",
                 served: { value: decoded.value, source, outcome: "hit" }
               })
-            return Effect.as(logUnreadable(call, decoded), { _tag: "Unreadable" })
+            return Effect.as(logUnreadable(call.instance, decoded), { _tag: "Unreadable" })
           }
           case "Stale": {
             const decoded = Codec.decode<A>(call.instance.node, lookup.value)
@@ -565,7 +565,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
               lookup.staleFor < call.timing.failSafeMillis
                 ? { value: decoded.value }
                 : undefined
-            const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call, decoded)
+            const logged = decoded._tag === "Value" ? Effect.void : logUnreadable(call.instance, decoded)
             return Effect.as(logged, { _tag: "Miss", view: lookup.view, request })
           }
           case "Miss":

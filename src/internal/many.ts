@@ -132,7 +132,7 @@ const sort = <A, E, R>(
             served(batch, entry, decoded.value, "hit")
             yield* batch.metrics.hit
           } else {
-            yield* logUnreadable(batch, entry, decoded)
+            yield* Memo.logUnreadable(entry.instance, decoded)
             sorted.unreadable.push(entry)
           }
           break
@@ -152,7 +152,7 @@ const sort = <A, E, R>(
             lookup.staleFor < batch.timing.failSafeMillis
           )
             batch.fallbacks.set(entry.index, decoded.value)
-          if (decoded._tag !== "Value") yield* logUnreadable(batch, entry, decoded)
+          if (decoded._tag !== "Value") yield* Memo.logUnreadable(entry.instance, decoded)
           sorted.misses.push({ entry, view: lookup.view })
           break
         }
@@ -162,17 +162,6 @@ const sort = <A, E, R>(
     }
     return sorted
   })
-
-const logUnreadable = <A, E, R>(
-  batch: Batch<A, E, R>,
-  entry: Entry,
-  decoded: Exclude<Codec.Decoded<A>, { readonly _tag: "Value" }>
-): Effect.Effect<void> =>
-  Effect.logWarning(
-    decoded._tag === "Mismatch"
-      ? `effect-cacheme: entry written under another value Schema or version (${decoded.stamp}); reloading`
-      : `effect-cacheme: corrupt entry (${decoded.reason}); reloading`
-  ).pipe(Effect.annotateLogs({ node: batch.node.name, key: entry.instance.key }))
 
 /** What asking for the leases of a list of misses came to. */
 interface Leasings {
