@@ -536,6 +536,8 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
         Effect.succeed(undefined)
       ),
       (lookup): Effect.Effect<Step<A>, never, R> => {
+        // The fail-safe value is only ever the one the latest lookup found (set again below for a stale value).
+        call.fallback = undefined
         if (lookup === undefined) return Effect.succeed({ _tag: "StoreDown" })
         const source: Source = { request, token: undefined, stamps: undefined }
         switch (lookup._tag) {
