@@ -402,11 +402,9 @@ const storeValue = <A, E, R>(batch: Batch<A, E, R>, held: Held, value: A): Effec
       instance,
       batch.store.fill(instance.key, held.token, sets, held.leased.stamps, decision.fill)
     )
-    // Stored or not, the lease is spent (a fill that was refused had lost it already).
-    yield* Effect.ensuring(
-      attempt(batch, fill, false),
-      Effect.sync(() => batch.open.delete(held))
-    )
+    // Stored or not, the lease is spent once the fill answered (a fill that was refused had lost it already). An
+    // interrupted or failed fill leaves it open: the batch's final release gives it up.
+    yield* Effect.tap(attempt(batch, fill, false), () => Effect.sync(() => batch.open.delete(held)))
   })
 
 /** Refreshes stale values in the store's scope; their readers have been answered already. */

@@ -78,6 +78,15 @@ export const newStamp = (): string => randomBytes(8).toString("base64url")
 export const stampLifeMillis = (set: string, lifeMillis: number | undefined): number | undefined =>
   isTagSet(set) || lifeMillis === undefined ? undefined : 2 * lifeMillis
 
+/**
+ * Whether a release (a failed or unstorable load) drops a stamp its lease created. A tag's never goes: tags are
+ * few, and another lease may have recorded the stamp meanwhile, whose fill dropping it would kill (a node's
+ * first batch lost every fill after one key that was not stored). A group's does, so that failed loads of per-row
+ * groups leave nothing behind; the same race then costs another entry of that group one reload, never a stale
+ * value.
+ */
+export const dropsOnRelease = (set: string): boolean => !isTagSet(set)
+
 /** The first character of a hold marker. */
 export const holdMark = "!"
 

@@ -240,7 +240,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       withClock((now) => {
         if (dropLease(key, token, now)) notices.notify(key)
         sets.names.forEach((set, i) => {
-          if (created[i] && stamp(set, now) === recorded[i]) stamps.delete(set)
+          if (created[i] && Protocol.dropsOnRelease(set) && stamp(set, now) === recorded[i]) stamps.delete(set)
         })
       })
 

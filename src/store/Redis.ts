@@ -302,7 +302,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     ) =>
       Promise.all([
         scripts.cachemeRelease!(entryKey(key), token, noticeChannel(key)),
-        ...sets.names.flatMap((set, i) => (created[i] ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []))
+        ...sets.names.flatMap((set, i) =>
+          created[i] && Protocol.dropsOnRelease(set) ? [scripts.cachemeDropStamp!(stampKey(set), stamps[i]!)] : []
+        )
       ])
 
     // A lease whose caller gave up: released as after a failed load.

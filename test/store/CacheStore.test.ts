@@ -90,7 +90,7 @@ describe.skipIf(redis.skip)("Redis store", () => {
     )
   )
 
-  it.live("a miss that fails leaves no key behind (no lease, no stamp, no index)", () =>
+  it.live("a miss that fails leaves no key behind (no lease, no group stamp, no index) but its tag's stamp", () =>
     withRedis((raw, prefix) =>
       Effect.gen(function* () {
         const store = yield* CacheStore.CacheStore
@@ -101,7 +101,8 @@ describe.skipIf(redis.skip)("Redis store", () => {
         if (leasing._tag !== "Leased") return assert.fail(leasing._tag)
         assert.deepStrictEqual(leasing.created, [true, true])
         yield* store.release("user:404", "t1", sets, leasing.stamps, leasing.created)
-        assert.deepStrictEqual(yield* keysUnder(raw, prefix), [])
+        // A tag's stamp stays (tags are few; another lease may have recorded it: see Protocol.dropsOnRelease).
+        assert.deepStrictEqual(yield* keysUnder(raw, prefix), [Protocol.stampKey(prefix, "t:user")])
       })
     )
   )
