@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Schema, Tracer } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Option, Schema, Tracer } from "effect"
 import { dual } from "effect/Function"
 import * as CacheStore from "./CacheStore.ts"
 import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
@@ -835,19 +835,31 @@ const afterRead = <A>(instance: Node.Instance, served: Served<A>, traced: boolea
   }
 }
 
-/** The store and settings a call runs under; `undefined` when the cache is off or the instance skips it. */
+/**
+ * Runs `f` with the store, the settings and whether the program has a tracer, all read from the context in one
+ * step (a hit is a few microseconds: each step counts), in a span named `name` when it has one (a tracer other
+ * than Effect's native one, e.g. `@effect/opentelemetry`'s; without one no span is made). `bypass` runs instead
+ * when the cache is off or the instance skips it.
+ */
 const withStore = <B, E, R>(
+  name: string,
   instance: Node.Instance,
-  f: (store: Store, settings: Settings) => Effect.Effect<B, E, R>,
-  bypass: Effect.Effect<B, E, R>
+  f: (store: Store, settings: Settings, traced: boolean) => Effect.Effect<B, E, R>,
+  bypass: (traced: boolean) => Effect.Effect<B, E, R>
 ): Effect.Effect<B, E, R | CacheStore.CacheStore> =>
-  Effect.flatMap(CachemeConfig, (settings) => {
-    if (!settings.enabled || instance.skip) return bypass
-    return Effect.flatMap(CacheStore.CacheStore, (store) =>
-      store.prefixSource === "settings" && store.prefix !== settings.prefix
-        ? Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
-        : f(store, settings)
-    )
+  Effect.contextWith((context: Context.Context<CacheStore.CacheStore>) => {
+    const traced = Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer
+    const settings = Context.get(context, CachemeConfig)
+    let body: Effect.Effect<B, E, R>
+    if (!settings.enabled || instance.skip) body = bypass(traced)
+    else {
+      const store = Context.get(context, CacheStore.CacheStore)
+      body =
+        store.prefixSource === "settings" && store.prefix !== settings.prefix
+          ? Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
+          : f(store, settings, traced)
+    }
+    return traced ? Effect.withSpan(body, name, spanOptions(instance)) : body
   })
 
 const makeCall = <A, E, R>(
@@ -878,35 +890,21 @@ const spanOptions = (instance: Node.Instance) => ({
   captureStackTrace: false
 })
 
-/**
- * Runs `body` in a span named `name` when the program has a tracer (one other than Effect's native tracer, e.g.
- * `@effect/opentelemetry`'s); without one no span is made, so that a hit stays a few microseconds.
- */
-const traced = <A, E, R>(
-  name: string,
-  instance: Node.Instance,
-  body: (traced: boolean) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.tracer, (tracer) =>
-    tracer === Tracer.nativeTracer ? body(false) : Effect.withSpan(body(true), name, spanOptions(instance))
-  )
-
 const run = <A, E, R>(
   load: Effect.Effect<A, E, R>,
   instance: Node.Instance,
   strict: boolean,
   refresh = false
 ): Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore> =>
-  traced(refresh ? "cacheme.refresh" : "cacheme.read", instance, (traced) =>
-    withStore(
-      instance,
-      (store, settings): Effect.Effect<A, E | CacheStoreError, R> => {
-        const call = makeCall(load, instance, store, settings, strict, refresh, traced)
-        const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
-        return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
-      },
-      traced ? Effect.tap(load, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : load
-    )
+  withStore(
+    refresh ? "cacheme.refresh" : "cacheme.read",
+    instance,
+    (store, settings, traced): Effect.Effect<A, E | CacheStoreError, R> => {
+      const call = makeCall(load, instance, store, settings, strict, refresh, traced)
+      const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
+      return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
+    },
+    (traced) => (traced ? Effect.tap(load, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : load)
   )
 
 /**
@@ -1013,23 +1011,22 @@ export class InvalidValue extends Schema.TaggedError<InvalidValue>()("InvalidVal
 export const get = <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
   instance: Node.Instance<F, V>
 ): Effect.Effect<Option.Option<V["Type"]>, CacheStoreError, CacheStore.CacheStore> =>
-  traced("cacheme.get", instance, () =>
-    withStore(
-      instance,
-      (store, settings) => {
-        const timing = timingOf(instance.node, settings)
-        return Effect.map(
-          store.lookup(instance.key, setsOf(instance), timing.leaseMillis, instance.node.options.local),
-          (lookup): Option.Option<V["Type"]> => {
-            if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
-              return Option.none()
-            const decoded = Codec.decode<V["Type"]>(instance.node, lookup.value)
-            return decoded._tag === "Value" ? Option.some(decoded.value) : Option.none()
-          }
-        )
-      },
-      Effect.succeed(Option.none())
-    )
+  withStore(
+    "cacheme.get",
+    instance,
+    (store, settings) => {
+      const timing = timingOf(instance.node, settings)
+      return Effect.map(
+        store.lookup(instance.key, setsOf(instance), timing.leaseMillis, instance.node.options.local),
+        (lookup): Option.Option<V["Type"]> => {
+          if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
+            return Option.none()
+          const decoded = Codec.decode<V["Type"]>(instance.node, lookup.value)
+          return decoded._tag === "Value" ? Option.some(decoded.value) : Option.none()
+        }
+      )
+    },
+    () => Effect.succeed(Option.none())
   )
 
 /**
@@ -1065,59 +1062,58 @@ export const set: {
     instance: Node.Instance,
     value: unknown
   ): Effect.Effect<boolean, CacheStoreError | InvalidValue, CacheStore.CacheStore> =>
-    traced("cacheme.set", instance, () =>
-      withStore(
-        instance,
-        (store, settings) =>
-          Effect.gen(function* () {
-            const invalid = (message: string) =>
-              new InvalidValue({ node: instance.node.name, key: instance.key, message })
-            const encoded = Codec.encode(instance.node, value)
-            if (Exit.isFailure(encoded))
-              return yield* invalid(`does not match the node's value Schema: ${Cause.pretty(encoded.cause)}`)
-            const bytes = Buffer.byteLength(encoded.value)
-            if (bytes > settings.maxValueBytes)
-              return yield* invalid(`${bytes} bytes, more than maxValueBytes (${settings.maxValueBytes})`)
-            const timing = timingOf(instance.node, settings)
-            const life = fillTiming(instance, settings, timing, value)
-            if (Exit.isFailure(life)) return yield* invalid(Cause.pretty(life.cause))
-            const sets = setsOf(instance)
-            const key = instance.key
-            for (let attempt = 0; attempt < 3; attempt++) {
-              let lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
-              if (lookup._tag === "Hit" || lookup.view.holder !== undefined) {
-                // Void the lease of a load under way (it read before this value) and drop the old value.
-                yield* store.invalidate([key], "hard")
-                lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
-                if (lookup._tag === "Hit") continue
-              }
-              if (lookup.view.held) return false
-              if (lookup.view.holder !== undefined) continue
-              const token = newToken()
-              const leasing = yield* store.lease(
-                key,
-                token,
-                sets,
-                lookup.view,
-                "replace",
-                timing.leaseMillis,
-                life.value.lifeMillis
-              )
-              if (leasing._tag !== "Leased") continue
-              if (leasing.held) {
-                yield* store.release(key, token, sets, leasing.stamps, leasing.created)
-                return false
-              }
-              return yield* store.fill(key, token, sets, leasing.stamps, {
-                value: encoded.value,
-                freshMillis: life.value.freshMillis,
-                lifeMillis: life.value.lifeMillis
-              })
+    withStore(
+      "cacheme.set",
+      instance,
+      (store, settings) =>
+        Effect.gen(function* () {
+          const invalid = (message: string) =>
+            new InvalidValue({ node: instance.node.name, key: instance.key, message })
+          const encoded = Codec.encode(instance.node, value)
+          if (Exit.isFailure(encoded))
+            return yield* invalid(`does not match the node's value Schema: ${Cause.pretty(encoded.cause)}`)
+          const bytes = Buffer.byteLength(encoded.value)
+          if (bytes > settings.maxValueBytes)
+            return yield* invalid(`${bytes} bytes, more than maxValueBytes (${settings.maxValueBytes})`)
+          const timing = timingOf(instance.node, settings)
+          const life = fillTiming(instance, settings, timing, value)
+          if (Exit.isFailure(life)) return yield* invalid(Cause.pretty(life.cause))
+          const sets = setsOf(instance)
+          const key = instance.key
+          for (let attempt = 0; attempt < 3; attempt++) {
+            let lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
+            if (lookup._tag === "Hit" || lookup.view.holder !== undefined) {
+              // Void the lease of a load under way (it read before this value) and drop the old value.
+              yield* store.invalidate([key], "hard")
+              lookup = yield* store.lookup(key, sets, timing.leaseMillis, false)
+              if (lookup._tag === "Hit") continue
             }
-            return false
-          }),
-        Effect.succeed(false)
-      )
+            if (lookup.view.held) return false
+            if (lookup.view.holder !== undefined) continue
+            const token = newToken()
+            const leasing = yield* store.lease(
+              key,
+              token,
+              sets,
+              lookup.view,
+              "replace",
+              timing.leaseMillis,
+              life.value.lifeMillis
+            )
+            if (leasing._tag !== "Leased") continue
+            if (leasing.held) {
+              yield* store.release(key, token, sets, leasing.stamps, leasing.created)
+              return false
+            }
+            return yield* store.fill(key, token, sets, leasing.stamps, {
+              value: encoded.value,
+              freshMillis: life.value.freshMillis,
+              lifeMillis: life.value.lifeMillis
+            })
+          }
+          return false
+        }),
+      () => Effect.succeed(false)
     )
 )
 
