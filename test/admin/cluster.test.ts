@@ -5,85 +5,20 @@
  * served by two admin processes whose clients discovered the masters in different orders; malformed Cluster
  * cursors are a 400; and the attempt limiter counts in the Cluster.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { Cluster } from "ioredis"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CacheStore, Memo, Node } from "../../src/index.ts"
-import { inCI } from "../support/services.ts"
+import { execFileSync } from "node:child_process"
+import { startCluster } from "../support/cluster.ts"
 // The admins run on the Cluster's store ("memory" below only tells startAdmin not to clean the shared Redis).
 import { bearer, send, type Started, startAdmin } from "./support.ts"
 
 const ports = [7111, 7112, 7113]
-const dir = mkdtempSync(join(tmpdir(), "cacheme-admin-cluster-"))
-const servers: Array<ChildProcess> = []
+const local = await startCluster(ports, "the admin's Redis Cluster tests")
+const ready = local.ready
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const startCluster = async (): Promise<boolean> => {
-  try {
-    execFileSync("redis-server", ["--version"], { stdio: "ignore" })
-  } catch {
-    if (inCI) throw new Error("redis-server is needed for the Redis Cluster tests")
-    console.warn("[skip] redis-server not found: the admin's Redis Cluster tests are skipped")
-    return false
-  }
-  for (const port of ports) {
-    servers.push(
-      spawn(
-        "redis-server",
-        [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          join(dir, `nodes-${port}.conf`),
-          "--dir",
-          dir,
-          "--save",
-          "",
-          "--appendonly",
-          "no"
-        ],
-        { stdio: "ignore" }
-      )
-    )
-  }
-  for (const port of ports) {
-    for (let i = 0; i < 100; i++) {
-      try {
-        execFileSync("redis-cli", ["-p", String(port), "ping"], { stdio: "pipe" })
-        break
-      } catch {
-        await sleep(50)
-      }
-    }
-  }
-  execFileSync(
-    "redis-cli",
-    ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "0", "--cluster-yes"],
-    { stdio: "pipe" }
-  )
-  for (let i = 0; i < 200; i++) {
-    const info = execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" })
-    if (info.includes("cluster_state:ok")) return true
-    await sleep(50)
-  }
-  throw new Error("the local Redis Cluster did not reach cluster_state:ok")
-}
-
-const ready = await startCluster()
-
-afterAll(() => {
-  for (const server of servers) server.kill("SIGKILL")
-  rmSync(dir, { recursive: true, force: true })
-})
+afterAll(() => local.stop())
 
 const Item = Node.make("admin_cluster_item", {
   fields: { id: Schema.Number },

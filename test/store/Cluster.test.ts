@@ -3,86 +3,21 @@
  * `redis-cli --cluster create`. Every script touches one key, memberships and entries land on different
  * masters, and scans walk every master.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Schema } from "effect"
 import { Cluster } from "ioredis"
 import { afterAll } from "vitest"
 import { CachemeConfig, CacheStore, Memo, Node } from "../../src/index.ts"
 import { type Backend, uniquePrefix } from "../support/backends.ts"
-import { inCI } from "../support/services.ts"
+import { execFileSync } from "node:child_process"
+import { startCluster } from "../support/cluster.ts"
 import { storeContract } from "./contract.ts"
 
 const ports = [7101, 7102, 7103]
-const dir = mkdtempSync(join(tmpdir(), "cacheme-cluster-"))
-const servers: Array<ChildProcess> = []
+const local = await startCluster(ports, "the Redis Cluster tests")
+const ready = local.ready
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const startCluster = async (): Promise<boolean> => {
-  try {
-    execFileSync("redis-server", ["--version"], { stdio: "ignore" })
-  } catch {
-    if (inCI) throw new Error("redis-server is needed for the Redis Cluster tests")
-    console.warn("[skip] redis-server not found: Redis Cluster tests are skipped")
-    return false
-  }
-  for (const port of ports) {
-    servers.push(
-      spawn(
-        "redis-server",
-        [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          join(dir, `nodes-${port}.conf`),
-          "--dir",
-          dir,
-          "--save",
-          "",
-          "--appendonly",
-          "no"
-        ],
-        { stdio: "ignore" }
-      )
-    )
-  }
-  for (const port of ports) {
-    for (let i = 0; i < 100; i++) {
-      try {
-        execFileSync("redis-cli", ["-p", String(port), "ping"], { stdio: "pipe" })
-        break
-      } catch {
-        await sleep(50)
-      }
-    }
-  }
-  execFileSync(
-    "redis-cli",
-    ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "0", "--cluster-yes"],
-    { stdio: "pipe" }
-  )
-  for (let i = 0; i < 200; i++) {
-    const info = execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" })
-    if (info.includes("cluster_state:ok")) return true
-    await sleep(50)
-  }
-  throw new Error("the local Redis Cluster did not reach cluster_state:ok")
-}
-
-const ready = await startCluster()
-
-afterAll(() => {
-  for (const server of servers) server.kill("SIGKILL")
-  rmSync(dir, { recursive: true, force: true })
-})
+afterAll(() => local.stop())
 
 const clusterLayer = (settings?: CachemeConfig.Input) =>
   Layer.unwrap(
