@@ -273,7 +273,12 @@ const loadOnly = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Served<A>, E, R> 
  */
 export type Storable =
   | { readonly _tag: "Store"; readonly fill: CacheStore.Fill }
-  | { readonly _tag: "Skip"; readonly log: Effect.Effect<void> }
+  | {
+      readonly _tag: "Skip"
+      /** Why, in words (`Memo.set` answers it as `InvalidValue`); `undefined` when `cacheWhen` declined. */
+      readonly reason: string | undefined
+      readonly log: Effect.Effect<void>
+    }
 
 /** @internal */
 export const storable = (
@@ -281,13 +286,16 @@ export const storable = (
   settings: Settings,
   timing: Timing,
   metrics: Metrics.NodeMetrics,
-  value: unknown
+  value: unknown,
+  /** `Memo.set` stores what it is given: `cacheWhen` does not apply. */
+  applyCacheWhen = true
 ): Storable => {
   const annotations = { node: instance.node.name, key: instance.key }
   const encoded = Codec.encode(instance.node, value)
   if (Exit.isFailure(encoded))
     return {
       _tag: "Skip",
+      reason: `does not match the node's value Schema: ${Cause.pretty(encoded.cause)}`,
       log: Effect.logError("effect-cacheme: the loaded value does not match the node's value Schema; not cached").pipe(
         Effect.annotateLogs({ ...annotations, cause: Cause.pretty(encoded.cause) })
       )
@@ -298,6 +306,7 @@ export const storable = (
   if (bytes > maxValueBytes)
     return {
       _tag: "Skip",
+      reason: `${bytes} bytes, more than maxValueBytes (${maxValueBytes})`,
       log: Effect.andThen(
         metrics.oversized,
         Effect.logWarning("effect-cacheme: value larger than maxValueBytes; returned, not stored").pipe(
@@ -305,18 +314,19 @@ export const storable = (
         )
       )
     }
-  const cacheWhen = instance.node.options.cacheWhen
+  const cacheWhen = applyCacheWhen ? instance.node.options.cacheWhen : undefined
   const wanted =
     cacheWhen === undefined
       ? Exit.succeed(true)
       : runCallback(instance.node.name, "cacheWhen", () => cacheWhen(value, instance.fields) === true)
-  if (Exit.isSuccess(wanted) && !wanted.value) return { _tag: "Skip", log: Effect.void }
+  if (Exit.isSuccess(wanted) && !wanted.value) return { _tag: "Skip", reason: undefined, log: Effect.void }
   const life = Exit.isFailure(wanted)
     ? (wanted as Exit.Exit<never, InvalidFields>)
     : fillTiming(instance, settings, timing, value)
   if (Exit.isFailure(life))
     return {
       _tag: "Skip",
+      reason: Cause.pretty(life.cause),
       log: Effect.logError("effect-cacheme: not cached").pipe(
         Effect.annotateLogs({ ...annotations, cause: Cause.pretty(life.cause) })
       )
@@ -1067,17 +1077,14 @@ export const set: {
       instance,
       (store, settings) =>
         Effect.gen(function* () {
-          const invalid = (message: string) =>
-            new InvalidValue({ node: instance.node.name, key: instance.key, message })
-          const encoded = Codec.encode(instance.node, value)
-          if (Exit.isFailure(encoded))
-            return yield* invalid(`does not match the node's value Schema: ${Cause.pretty(encoded.cause)}`)
-          const bytes = Buffer.byteLength(encoded.value)
-          if (bytes > settings.maxValueBytes)
-            return yield* invalid(`${bytes} bytes, more than maxValueBytes (${settings.maxValueBytes})`)
           const timing = timingOf(instance.node, settings)
-          const life = fillTiming(instance, settings, timing, value)
-          if (Exit.isFailure(life)) return yield* invalid(Cause.pretty(life.cause))
+          const decision = storable(instance, settings, timing, Metrics.forNode(instance.node.name), value, false)
+          if (decision._tag === "Skip")
+            return yield* new InvalidValue({
+              node: instance.node.name,
+              key: instance.key,
+              message: decision.reason ?? "not storable"
+            })
           const sets = setsOf(instance)
           const key = instance.key
           for (let attempt = 0; attempt < 3; attempt++) {
@@ -1098,18 +1105,14 @@ export const set: {
               lookup.view,
               "replace",
               timing.leaseMillis,
-              life.value.lifeMillis
+              decision.fill.lifeMillis
             )
             if (leasing._tag !== "Leased") continue
             if (leasing.held) {
               yield* store.release(key, token, sets, leasing.stamps, leasing.created)
               return false
             }
-            return yield* store.fill(key, token, sets, leasing.stamps, {
-              value: encoded.value,
-              freshMillis: life.value.freshMillis,
-              lifeMillis: life.value.lifeMillis
-            })
+            return yield* store.fill(key, token, sets, leasing.stamps, decision.fill)
           }
           return false
         }),
