@@ -22,6 +22,7 @@ import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
 import * as Codec from "./internal/codec.ts"
 import { type InvalidFields, runCallback } from "./internal/fields.ts"
 import { groupSet, tagSet } from "./internal/keys.ts"
+import * as LeaseKeeper from "./internal/leaseKeeper.ts"
 import * as Many from "./internal/many.ts"
 import { newToken } from "./internal/protocol.ts"
 import * as Invalidation from "./Invalidation.ts"
@@ -364,7 +365,9 @@ const loadThenFill = <A, E, R>(
   const release = Effect.ignore(store.release(instance.key, token, sets, leased.stamps, leased.created))
   return Effect.gen(function* () {
     yield* call.metrics.load
-    const exit = yield* Effect.exit(keepingLease(call, token, timed(call, call.load)))
+    const exit = yield* Effect.exit(
+      LeaseKeeper.keeping(call.store, [{ key: instance.key, token }], timing.leaseMillis, timed(call, call.load))
+    )
     if (Exit.isFailure(exit) || leased.held) {
       yield* release
       return yield* exit
@@ -461,25 +464,6 @@ const loadAndFill = <A, E, R>(
       Effect.onInterrupt(() => Fiber.interrupt(fiber))
     )
   )
-}
-
-/**
- * Runs the load while renewing its lease every third of the lease's life, so that a slow load keeps the key (its
- * waiters go on waiting instead of loading again) and a holder that dies frees it within one lease. Renewal stops
- * when the lease is no longer ours (an invalidation voided it) or the store fails; the load goes on either way.
- */
-const keepingLease = <A, E, R, B, E2, R2>(
-  call: Call<A, E, R>,
-  token: string,
-  load: Effect.Effect<B, E2, R2>
-): Effect.Effect<B, E2, R2> => {
-  const every = Math.max(1, Math.floor(call.timing.leaseMillis / 3))
-  const renew = Effect.sleep(every).pipe(
-    Effect.andThen(call.store.renew(call.instance.key, token, call.timing.leaseMillis)),
-    Effect.orElseSucceed(() => false),
-    Effect.repeat({ while: (renewed) => renewed })
-  )
-  return Effect.raceFirst(load, Effect.andThen(renew, Effect.never))
 }
 
 /** Refreshes a stale entry in the store's scope; the caller has already been answered. */

@@ -21,6 +21,7 @@ import * as Memo from "../Memo.ts"
 import * as Metrics from "../Metrics.ts"
 import type * as Node from "../Node.ts"
 import * as Codec from "./codec.ts"
+import * as LeaseKeeper from "./leaseKeeper.ts"
 import { newToken } from "./protocol.ts"
 
 type Store = CacheStore.CacheStore["Service"]
@@ -235,40 +236,6 @@ const release = <A, E, R>(batch: Batch<A, E, R>, held: Held): Effect.Effect<void
 const releaseAll = <A, E, R>(batch: Batch<A, E, R>, held: Iterable<Held>): Effect.Effect<void> =>
   Effect.forEach([...held], (one) => release(batch, one), { concurrency: "unbounded", discard: true })
 
-/**
- * Runs the load while renewing every lease it stands for, every third of the lease's life, each until it is no
- * longer ours (an invalidation voided it) or the store fails; the load goes on either way.
- */
-const keepingLeases = <A, E, R, B, E2, R2>(
-  batch: Batch<A, E, R>,
-  held: ReadonlyArray<Held>,
-  load: Effect.Effect<B, E2, R2>
-): Effect.Effect<B, E2, R2> => {
-  if (held.length === 0) return load
-  const { leaseMillis } = batch.timing
-  const live = new Set(held)
-  const renewAll = Effect.suspend(() =>
-    Effect.forEach(
-      [...live],
-      (one) =>
-        batch.store.renew(one.entry.instance.key, one.token, leaseMillis).pipe(
-          Effect.orElseSucceed(() => false),
-          Effect.tap((renewed) =>
-            Effect.sync(() => {
-              if (!renewed) live.delete(one)
-            })
-          )
-        ),
-      { concurrency: "unbounded", discard: true }
-    )
-  )
-  const renew = Effect.sleep(Math.max(1, Math.floor(leaseMillis / 3))).pipe(
-    Effect.andThen(renewAll),
-    Effect.repeat({ while: () => live.size > 0 })
-  )
-  return Effect.raceFirst(load, Effect.andThen(renew, Effect.never))
-}
-
 /** The loader's answer, checked: an array with one value per key asked for, else a typed error. */
 const checkLength = <A>(
   node: Node.Node,
@@ -337,9 +304,10 @@ const load = <A, E, R>(
     for (let i = 0; i < all.length; i++) yield* batch.metrics.load
     const start = performance.now()
     const exit = yield* Effect.exit(
-      keepingLeases(
-        batch,
-        held,
+      LeaseKeeper.keeping(
+        batch.store,
+        held.map(({ entry, token }) => ({ key: entry.instance.key, token })),
+        batch.timing.leaseMillis,
         Effect.suspend(() => batch.loader(all.map((entry) => entry.instance.fields))).pipe((loading) =>
           batch.traced
             ? Effect.withSpan(loading, "cacheme.load", {

@@ -25,6 +25,8 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob, escapeGlob } from "../internal/glob.ts"
+import * as Deadlines from "../internal/deadlines.ts"
+import * as LookupBatch from "../internal/lookupBatch.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
@@ -166,6 +168,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => subscriber?.disconnect()))
 
+    const deadlines = Deadlines.makeDeadlines(timeoutMillis)
+    const timedOut = (operation: string) =>
+      new CacheStoreError({
+        operation,
+        reason: "Timeout",
+        message: `Redis ${operation} took longer than ${timeoutMillis} ms`
+      })
+
     const failure = (operation: string, cause: unknown) =>
       new CacheStoreError({
         operation,
@@ -174,58 +184,64 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         cause
       })
 
-    // One timer per command, cleared when the reply comes (racing the promise against an Effect sleep would
-    // start and interrupt fibers on every hit). `late` sees a reply that came after the caller gave up: a lease
-    // taken by a request that timed out is released then, so no lease is ever left without a holder.
+    /**
+     * Calls `f` under the store's command deadline (one FIFO and timer per store: see `Deadlines`); `settle`
+     * receives its outcome once. A reply that comes after the deadline, or after the caller gave up (the returned
+     * function), goes to `late`: a lease taken by a request that timed out is released then, so no lease is ever
+     * left without a holder.
+     */
+    const deadlined = <A>(
+      operation: string,
+      f: () => Promise<A>,
+      settle: (
+        exit: { readonly ok: true; readonly value: A } | { readonly ok: false; readonly error: CacheStoreError }
+      ) => void,
+      late?: (value: A) => void
+    ): (() => void) => {
+      let settled = false
+      const deadline = deadlines.arm(() => {
+        settled = true
+        settle({ ok: false, error: timedOut(operation) })
+      })
+      const fail = (cause: unknown) => {
+        if (settled) return
+        settled = true
+        deadline.cancel()
+        settle({ ok: false, error: failure(operation, cause) })
+      }
+      try {
+        f().then((value) => {
+          if (settled) {
+            late?.(value)
+            return
+          }
+          settled = true
+          deadline.cancel()
+          settle({ ok: true, value })
+        }, fail)
+      } catch (cause) {
+        fail(cause)
+      }
+      return () => {
+        settled = true
+        deadline.cancel()
+      }
+    }
+
+    // Racing the promise against an Effect sleep would start and interrupt fibers on every command.
     const run = <A>(
       operation: string,
       f: () => Promise<A>,
       late?: (value: A) => void
     ): Effect.Effect<A, CacheStoreError> =>
       Effect.callback<A, CacheStoreError>((resume) => {
-        let settled = false
-        const timer = setTimeout(() => {
-          settled = true
-          resume(
-            Effect.fail(
-              new CacheStoreError({
-                operation,
-                reason: "Timeout",
-                message: `Redis ${operation} took longer than ${timeoutMillis} ms`
-              })
-            )
-          )
-        }, timeoutMillis)
-        let promise: Promise<A>
-        try {
-          promise = f()
-        } catch (cause) {
-          clearTimeout(timer)
-          settled = true
-          resume(Effect.fail(failure(operation, cause)))
-          return
-        }
-        promise.then(
-          (value) => {
-            if (settled) {
-              late?.(value)
-              return
-            }
-            settled = true
-            clearTimeout(timer)
-            resume(Effect.succeed(value))
-          },
-          (cause) => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            resume(Effect.fail(failure(operation, cause)))
-          }
+        const abandon = deadlined(
+          operation,
+          f,
+          (exit) => resume(exit.ok ? Effect.succeed(exit.value) : Effect.fail(exit.error)),
+          late
         )
-        return Effect.sync(() => {
-          settled = true
-          clearTimeout(timer)
-        })
+        return Effect.sync(abandon)
       })
 
     const getMany = (keys: ReadonlyArray<string>): Promise<Array<string | null>> =>
@@ -242,18 +258,28 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       return keys
     }
 
+    /**
+     * Single lookups of one turn of the event loop go out as one `MGET` (see `LookupBatch`): the same key asked
+     * twice before the command is sent is read once, for both.
+     */
+    const lookups = LookupBatch.make({
+      read: (keys) =>
+        new Promise((resolve, reject) => {
+          deadlined(
+            "lookup",
+            () => (keys.length === 1 ? client.get(keys[0]!).then((record) => [record]) : getMany(keys)),
+            (exit) => (exit.ok ? resolve(exit.value) : reject(exit.error))
+          )
+        }),
+      entryKey,
+      stampKeysOf
+    })
+
     const lookup = (
       key: string,
       sets: Sets,
       leaseMillis?: number | undefined
-    ): Effect.Effect<Lookup, CacheStoreError> =>
-      run("lookup", () =>
-        sets.names.length === 0
-          ? client.get(entryKey(key)).then((record) => [record])
-          : getMany([entryKey(key), ...stampKeysOf(sets)])
-      ).pipe(
-        Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis))
-      )
+    ): Effect.Effect<Lookup, CacheStoreError> => lookups.lookup(key, sets, leaseMillis)
 
     /**
      * One `MGET` of every entry and every distinct stamp of the batch (a node's tag stamp is read once, not once
