@@ -31,6 +31,53 @@ function cancel(this: Entry) {
   this.fire = undefined
 }
 
+/** How a deadlined call ended. */
+export type Outcome<A, E> = { readonly ok: true; readonly value: A } | { readonly ok: false; readonly error: E }
+
+/**
+ * Calls `f` under a deadline of `deadlines`; `settle` receives its outcome once (`timedOut()` when the deadline
+ * fell due first, `failed(cause)` when it threw or rejected). A reply that comes after the deadline, or after the
+ * caller gave up (the returned function), goes to `late`: a lease taken by a request that timed out is released
+ * then, so no lease is ever left without a holder.
+ */
+export const deadlined = <A, E>(
+  deadlines: Deadlines,
+  f: () => Promise<A>,
+  settle: (outcome: Outcome<A, E>) => void,
+  timedOut: () => E,
+  failed: (cause: unknown) => E,
+  late?: (value: A) => void
+): (() => void) => {
+  let settled = false
+  const deadline = deadlines.arm(() => {
+    settled = true
+    settle({ ok: false, error: timedOut() })
+  })
+  const fail = (cause: unknown) => {
+    if (settled) return
+    settled = true
+    deadline.cancel()
+    settle({ ok: false, error: failed(cause) })
+  }
+  try {
+    f().then((value) => {
+      if (settled) {
+        late?.(value)
+        return
+      }
+      settled = true
+      deadline.cancel()
+      settle({ ok: true, value })
+    }, fail)
+  } catch (cause) {
+    fail(cause)
+  }
+  return () => {
+    settled = true
+    deadline.cancel()
+  }
+}
+
 export const makeDeadlines = (timeoutMillis: number): Deadlines => {
   let queue: Array<Entry> = []
   let head = 0

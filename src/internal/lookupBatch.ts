@@ -1,6 +1,7 @@
 /**
- * The lookups of one turn of the event loop, sent as one read: every entry and every distinct stamp in one `MGET`
- * (a node's tag stamp read once, not once per entry), each request then judged as a single lookup would be.
+ * The lookups of one turn of the event loop, sent as one read: on the Redis store one `MGET` of every entry and
+ * every distinct stamp (a node's tag stamp read once, not once per entry), on the tiered store one tracked read;
+ * each request then judged as a single lookup would be.
  *
  * Two lookups of the same key and sets asked before the read is sent share it. That keeps read-your-writes: a
  * caller that starts after an invalidation resolved can only join a read that is sent after it started, so after
@@ -16,38 +17,34 @@ import { Effect } from "effect"
 import type { CacheStoreError, Lookup, Sets } from "../CacheStore.ts"
 import * as Protocol from "./protocol.ts"
 
-type Resume = (effect: Effect.Effect<Lookup, CacheStoreError>) => void
-
-interface Request {
+/** One lookup: the key (prefix excluded), its sets, and the lease horizon it is judged with. */
+export interface Query {
   readonly key: string
   readonly sets: Sets
   readonly leaseMillis: number | undefined
+}
+
+type Resume = (effect: Effect.Effect<Lookup, CacheStoreError>) => void
+
+interface Request {
+  readonly query: Query
   readonly waiters: Array<Resume>
 }
 
-export interface LookupBatchOptions {
-  /**
-   * Reads the given Redis keys (one `MGET`, or one `GET` each on a Cluster), under the store's deadline; it
-   * rejects with the `CacheStoreError` to answer.
-   */
-  readonly read: (keys: ReadonlyArray<string>) => Promise<ReadonlyArray<string | null>>
-  readonly entryKey: (key: string) => string
-  readonly stampKeysOf: (sets: Sets) => ReadonlyArray<string>
-}
+/** Sends a batch's queries as one read; rejects with the `CacheStoreError` to answer them all with. */
+export type Send = (queries: ReadonlyArray<Query>) => Promise<ReadonlyArray<Lookup>>
 
-export interface LookupBatch {
-  readonly lookup: (key: string, sets: Sets, leaseMillis: number | undefined) => Effect.Effect<Lookup, CacheStoreError>
-}
+export type LookupBatch = (query: Query) => Effect.Effect<Lookup, CacheStoreError>
 
-const sameSets = (a: Sets, b: Sets): boolean => {
-  if (a === b) return true
-  if (a.names.length !== b.names.length) return false
-  for (let i = 0; i < a.names.length; i++) if (a.names[i] !== b.names[i]) return false
+const sameQuery = (a: Query, b: Query): boolean => {
+  if (a.leaseMillis !== b.leaseMillis) return false
+  if (a.sets === b.sets) return true
+  if (a.sets.names.length !== b.sets.names.length) return false
+  for (let i = 0; i < a.sets.names.length; i++) if (a.sets.names[i] !== b.sets.names[i]) return false
   return true
 }
 
-export const make = (options: LookupBatchOptions): LookupBatch => {
-  const { read, entryKey, stampKeysOf } = options
+export const make = (send: Send): LookupBatch => {
   let pending: Map<string, Request | Array<Request>> | undefined
 
   const flush = () => {
@@ -58,33 +55,17 @@ export const make = (options: LookupBatchOptions): LookupBatch => {
       if (Array.isArray(entry)) requests.push(...entry)
       else requests.push(entry)
     }
-    const keys: Array<string> = []
-    const positions = new Map<string, number>()
-    const at = (redisKey: string) => {
-      let position = positions.get(redisKey)
-      if (position === undefined) {
-        position = keys.length
-        keys.push(redisKey)
-        positions.set(redisKey, position)
-      }
-      return position
+    let sent: Promise<ReadonlyArray<Lookup>>
+    try {
+      sent = send(requests.map((request) => request.query))
+    } catch (cause) {
+      sent = Promise.reject(cause)
     }
-    const layout = requests.map((request) => ({
-      entry: at(entryKey(request.key)),
-      stamps: stampKeysOf(request.sets).map(at)
-    }))
-    read(keys).then(
-      (replies) => {
-        const now = Date.now()
+    sent.then(
+      (lookups) => {
         for (let i = 0; i < requests.length; i++) {
-          const request = requests[i]!
-          const { entry, stamps } = layout[i]!
-          const stampReplies = new Array<string | null>(stamps.length)
-          for (let j = 0; j < stamps.length; j++) stampReplies[j] = replies[stamps[j]!] ?? null
-          const found = Effect.succeed(
-            Protocol.judge(replies[entry] ?? null, request.sets, stampReplies, now, request.leaseMillis)
-          )
-          for (const resume of request.waiters) resume(found)
+          const found = Effect.succeed(lookups[i]!)
+          for (const resume of requests[i]!.waiters) resume(found)
         }
       },
       (cause) => {
@@ -94,32 +75,73 @@ export const make = (options: LookupBatchOptions): LookupBatch => {
     )
   }
 
-  const enqueue = (key: string, sets: Sets, leaseMillis: number | undefined, resume: Resume) => {
+  const enqueue = (query: Query, resume: Resume) => {
     if (pending === undefined) {
       pending = new Map()
       process.nextTick(flush)
     }
-    const found = pending.get(key)
+    const found = pending.get(query.key)
     if (found === undefined) {
-      pending.set(key, { key, sets, leaseMillis, waiters: [resume] })
+      pending.set(query.key, { query, waiters: [resume] })
       return
     }
     const list = Array.isArray(found) ? found : [found]
     for (const request of list)
-      if (request.leaseMillis === leaseMillis && sameSets(request.sets, sets)) {
+      if (sameQuery(request.query, query)) {
         request.waiters.push(resume)
         return
       }
-    list.push({ key, sets, leaseMillis, waiters: [resume] })
-    if (!Array.isArray(found)) pending.set(key, list)
+    list.push({ query, waiters: [resume] })
+    if (!Array.isArray(found)) pending.set(query.key, list)
   }
 
-  return {
-    // A caller interrupted meanwhile is simply not resumed (`Effect.callback` ignores a late resume); its read,
-    // having no effect on the store, goes out with the others.
-    lookup: (key, sets, leaseMillis) =>
-      Effect.callback<Lookup, CacheStoreError>((resume) => {
-        enqueue(key, sets, leaseMillis, resume)
-      })
+  // A caller interrupted meanwhile is simply not resumed (`Effect.callback` ignores a late resume); its read,
+  // having no effect on the store, goes out with the others.
+  return (query) =>
+    Effect.callback<Lookup, CacheStoreError>((resume) => {
+      enqueue(query, resume)
+    })
+}
+
+/**
+ * The layout of a batch's read: its distinct Redis keys, and for each query the positions of its keys among them
+ * (`keysOf`: the entry's key first, then its stamps').
+ */
+export const layoutOf = <Q>(
+  queries: ReadonlyArray<Q>,
+  keysOf: (query: Q) => ReadonlyArray<string>
+): {
+  readonly keys: ReadonlyArray<string>
+  readonly positions: ReadonlyArray<ReadonlyArray<number>>
+} => {
+  if (queries.length === 1) {
+    const keys = keysOf(queries[0]!)
+    return { keys, positions: [keys.map((_, i) => i)] }
   }
+  const keys: Array<string> = []
+  const seen = new Map<string, number>()
+  const positions = queries.map((query) =>
+    keysOf(query).map((redisKey) => {
+      let position = seen.get(redisKey)
+      if (position === undefined) {
+        position = keys.length
+        keys.push(redisKey)
+        seen.set(redisKey, position)
+      }
+      return position
+    })
+  )
+  return { keys, positions }
+}
+
+/** Judges one query from the replies of its batch's read (`positions`: its entry's, then its stamps'). */
+export const judgeAt = (
+  query: Query,
+  positions: ReadonlyArray<number>,
+  replies: ReadonlyArray<string | null>,
+  now: number
+): Lookup => {
+  const stamps = new Array<string | null>(positions.length - 1)
+  for (let j = 1; j < positions.length; j++) stamps[j - 1] = replies[positions[j]!] ?? null
+  return Protocol.judge(replies[positions[0]!] ?? null, query.sets, stamps, now, query.leaseMillis)
 }

@@ -184,49 +184,21 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         cause
       })
 
-    /**
-     * Calls `f` under the store's command deadline (one FIFO and timer per store: see `Deadlines`); `settle`
-     * receives its outcome once. A reply that comes after the deadline, or after the caller gave up (the returned
-     * function), goes to `late`: a lease taken by a request that timed out is released then, so no lease is ever
-     * left without a holder.
-     */
+    /** Calls `f` under the store's command deadline (see `Deadlines.deadlined`). */
     const deadlined = <A>(
       operation: string,
       f: () => Promise<A>,
-      settle: (
-        exit: { readonly ok: true; readonly value: A } | { readonly ok: false; readonly error: CacheStoreError }
-      ) => void,
+      settle: (outcome: Deadlines.Outcome<A, CacheStoreError>) => void,
       late?: (value: A) => void
-    ): (() => void) => {
-      let settled = false
-      const deadline = deadlines.arm(() => {
-        settled = true
-        settle({ ok: false, error: timedOut(operation) })
-      })
-      const fail = (cause: unknown) => {
-        if (settled) return
-        settled = true
-        deadline.cancel()
-        settle({ ok: false, error: failure(operation, cause) })
-      }
-      try {
-        f().then((value) => {
-          if (settled) {
-            late?.(value)
-            return
-          }
-          settled = true
-          deadline.cancel()
-          settle({ ok: true, value })
-        }, fail)
-      } catch (cause) {
-        fail(cause)
-      }
-      return () => {
-        settled = true
-        deadline.cancel()
-      }
-    }
+    ) =>
+      Deadlines.deadlined(
+        deadlines,
+        f,
+        settle,
+        () => timedOut(operation),
+        (cause) => failure(operation, cause),
+        late
+      )
 
     // Racing the promise against an Effect sleep would start and interrupt fibers on every command.
     const run = <A>(
@@ -258,65 +230,54 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       return keys
     }
 
+    const keysOfQuery = (query: LookupBatch.Query) => {
+      const stamps = stampKeysOf(query.sets)
+      return stamps.length === 0 ? [entryKey(query.key)] : [entryKey(query.key), ...stamps]
+    }
+
+    /** One `MGET` of the distinct keys of a batch of lookups (a `GET` each on a Cluster), each then judged. */
+    const readLookups = (queries: ReadonlyArray<LookupBatch.Query>): Promise<ReadonlyArray<Lookup>> =>
+      new Promise((resolve, reject) => {
+        const { keys, positions } = LookupBatch.layoutOf(queries, keysOfQuery)
+        deadlined(
+          "lookup",
+          () => (keys.length === 1 ? client.get(keys[0]!).then((record) => [record]) : getMany(keys)),
+          (outcome) => {
+            if (!outcome.ok) return reject(outcome.error)
+            const now = Date.now()
+            resolve(queries.map((query, i) => LookupBatch.judgeAt(query, positions[i]!, outcome.value, now)))
+          }
+        )
+      })
+
     /**
      * Single lookups of one turn of the event loop go out as one `MGET` (see `LookupBatch`): the same key asked
      * twice before the command is sent is read once, for both.
      */
-    const lookups = LookupBatch.make({
-      read: (keys) =>
-        new Promise((resolve, reject) => {
-          deadlined(
-            "lookup",
-            () => (keys.length === 1 ? client.get(keys[0]!).then((record) => [record]) : getMany(keys)),
-            (exit) => (exit.ok ? resolve(exit.value) : reject(exit.error))
-          )
-        }),
-      entryKey,
-      stampKeysOf
-    })
+    const lookups = LookupBatch.make(readLookups)
 
     const lookup = (
       key: string,
       sets: Sets,
       leaseMillis?: number | undefined
-    ): Effect.Effect<Lookup, CacheStoreError> => lookups.lookup(key, sets, leaseMillis)
+    ): Effect.Effect<Lookup, CacheStoreError> => lookups({ key, sets, leaseMillis })
 
     /**
-     * One `MGET` of every entry and every distinct stamp of the batch (a node's tag stamp is read once, not once
-     * per entry), each request then judged as `lookup` judges it.
+     * A batch asked for at once (`Memo.cachedMany`): one `MGET` of every entry and every distinct stamp, each
+     * request then judged as `lookup` judges it.
      */
     const lookupMany = (
       requests: ReadonlyArray<LookupRequest>,
       leaseMillis?: number | undefined
-    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> => {
-      if (requests.length === 0) return Effect.succeed([])
-      const keys: Array<string> = []
-      const positions = new Map<string, number>()
-      const at = (redisKey: string) => {
-        let position = positions.get(redisKey)
-        if (position === undefined) {
-          position = keys.length
-          keys.push(redisKey)
-          positions.set(redisKey, position)
-        }
-        return position
-      }
-      const layout = requests.map(({ key, sets }) => ({ entry: at(entryKey(key)), stamps: stampKeysOf(sets).map(at) }))
-      return run("lookup", () => getMany(keys)).pipe(
-        Effect.map((replies) => {
-          const now = Date.now()
-          return layout.map(({ entry, stamps }, i) =>
-            Protocol.judge(
-              replies[entry] ?? null,
-              requests[i]!.sets,
-              stamps.map((position) => replies[position] ?? null),
-              now,
-              leaseMillis
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> =>
+      requests.length === 0
+        ? Effect.succeed([])
+        : Effect.callback((resume) => {
+            readLookups(requests.map(({ key, sets }) => ({ key, sets, leaseMillis }))).then(
+              (lookups) => resume(Effect.succeed(lookups)),
+              (error: CacheStoreError) => resume(Effect.fail(error))
             )
-          )
-        })
-      )
-    }
+          })
 
     /** Gives a lease up and drops the stamps it made (a failed load, or a caller that gave up on the lease). */
     const releaseLease = (

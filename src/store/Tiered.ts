@@ -27,6 +27,8 @@ import {
   type Sets
 } from "../CacheStore.ts"
 import { CachemeConfig, CachemeConfigError } from "../CachemeConfig.ts"
+import * as Deadlines from "../internal/deadlines.ts"
+import * as LookupBatch from "../internal/lookupBatch.ts"
 import * as Protocol from "../internal/protocol.ts"
 import { LocalTier, type TierStats } from "../internal/tier.ts"
 import { makeRedisStore, type RedisOptions } from "./Redis.ts"
@@ -324,79 +326,38 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       return found
     }
 
+    const deadlines = Deadlines.makeDeadlines(timeoutMillis)
+    const lookupFailed = (cause: unknown) =>
+      new CacheStoreError({
+        operation: "lookup",
+        reason: "Unavailable",
+        message: `Redis lookup failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+        cause
+      })
+    const lookupTimedOut = () =>
+      new CacheStoreError({
+        operation: "lookup",
+        reason: "Timeout",
+        message: `Redis lookup took longer than ${timeoutMillis} ms`
+      })
+
     /**
      * Reads through the tracking connection, in one script call: the distinct keys of every request (a stamp
      * several requests share is read once), each request judged and, when it is a hit, its keys kept under its
      * own ticket (so one request's miss never keeps another's copies, and an invalidation of a key voids only
-     * the requests that read it).
+     * the requests that read it). A reply that comes after the deadline still ends its tickets (and keeps its
+     * hits' copies); a failure ends them without copies.
      */
-    const trackedLookups = (
+    const readTracked = (
       read: TrackedRead,
       requests: ReadonlyArray<Tracked>,
-      leaseMillis: number | undefined
-    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> =>
-      Effect.callback<ReadonlyArray<Lookup>, CacheStoreError>((resume) => {
-        let settled = false
-        const timer = setTimeout(() => {
-          settled = true
-          resume(
-            Effect.fail(
-              new CacheStoreError({
-                operation: "lookup",
-                reason: "Timeout",
-                message: `Redis lookup took longer than ${timeoutMillis} ms`
-              })
-            )
-          )
-        }, timeoutMillis)
+      leaseMillis: (request: number) => number | undefined
+    ): Promise<ReadonlyArray<Lookup>> =>
+      new Promise((resolve, reject) => {
         const sentAt = performance.now()
         const tickets = requests.map((request) => tier.beginRead(request.keys, sentAt))
-        let keys: ReadonlyArray<string>
-        let layout: ReadonlyArray<ReadonlyArray<number>>
-        if (requests.length === 1) {
-          keys = requests[0]!.keys
-          layout = [keys.map((_, i) => i)]
-        } else {
-          const distinct: Array<string> = []
-          const positions = new Map<string, number>()
-          layout = requests.map((request) =>
-            request.keys.map((redisKey) => {
-              let position = positions.get(redisKey)
-              if (position === undefined) {
-                position = distinct.length
-                distinct.push(redisKey)
-                positions.set(redisKey, position)
-              }
-              return position
-            })
-          )
-          keys = distinct
-        }
-        const fail = (cause: unknown) => {
-          const now = performance.now()
-          for (const ticket of tickets) tier.endRead(ticket, now)
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          resume(
-            Effect.fail(
-              new CacheStoreError({
-                operation: "lookup",
-                reason: "Unavailable",
-                message: `Redis lookup failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-                cause
-              })
-            )
-          )
-        }
-        let reply: Promise<Array<string | number | null>>
-        try {
-          reply = read(keys)
-        } catch (cause) {
-          fail(cause)
-          return
-        }
-        reply.then((flat) => {
+        const { keys, positions: layout } = LookupBatch.layoutOf(requests, (request) => request.keys)
+        const judged = (flat: Array<string | number | null>): ReadonlyArray<Lookup> => {
           const values: Array<string | null> = []
           const lives: Array<number> = []
           for (let i = 0; i < flat.length; i += 2) {
@@ -405,30 +366,77 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           }
           const now = Date.now()
           const ended = performance.now()
-          const lookups = requests.map((request, r) => {
-            const positions = layout[r]!
-            const own = positions.map((position) => values[position] ?? null)
-            const lookup = Protocol.judge(own[0] ?? null, request.sets, own.slice(1), now, leaseMillis)
+          return requests.map((request, r) => {
+            const own = layout[r]!.map((position) => values[position] ?? null)
+            const lookup = Protocol.judge(own[0] ?? null, request.sets, own.slice(1), now, leaseMillis(r))
             // Only a hit's keys are kept: nothing else is ever answered from the tier.
             tier.endRead(
               tickets[r]!,
               ended,
               lookup._tag === "Hit"
-                ? { values: own as Array<string>, lives: positions.map((position) => lives[position]!) }
+                ? { values: own as Array<string>, lives: layout[r]!.map((position) => lives[position]!) }
                 : undefined
             )
             return lookup
           })
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          resume(Effect.succeed(lookups))
-        }, fail)
-        return Effect.sync(() => {
-          settled = true
-          clearTimeout(timer)
-        })
+        }
+        const endAll = () => {
+          const now = performance.now()
+          for (const ticket of tickets) tier.endRead(ticket, now)
+        }
+        Deadlines.deadlined(
+          deadlines,
+          () => {
+            try {
+              return read(keys).catch((cause) => {
+                endAll()
+                throw cause
+              })
+            } catch (cause) {
+              endAll()
+              throw cause
+            }
+          },
+          (outcome) => (outcome.ok ? resolve(judged(outcome.value)) : reject(outcome.error)),
+          lookupTimedOut,
+          lookupFailed,
+          judged
+        )
       })
+
+    /** A batch asked for at once, as an Effect. */
+    const trackedLookups = (
+      read: TrackedRead,
+      requests: ReadonlyArray<Tracked>,
+      leaseMillis: number | undefined
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> =>
+      Effect.callback((resume) => {
+        readTracked(read, requests, () => leaseMillis).then(
+          (lookups) => resume(Effect.succeed(lookups)),
+          (error: CacheStoreError) => resume(Effect.fail(error))
+        )
+      })
+
+    /** Single tracked lookups of one turn, one tracked read per reading connection (see `LookupBatch`). */
+    const batches = new WeakMap<TrackedRead, LookupBatch.LookupBatch>()
+    const batchOf = (read: TrackedRead) => {
+      let batch = batches.get(read)
+      if (batch === undefined) {
+        batch = LookupBatch.make((queries) =>
+          readTracked(
+            read,
+            queries.map(({ key, sets }) => {
+              const stampKeys = stampKeysOf(sets).keys
+              const ek = entryKey(key)
+              return { keys: stampKeys.length === 0 ? [ek] : [ek, ...stampKeys], sets }
+            }),
+            (r) => queries[r]!.leaseMillis
+          )
+        )
+        batches.set(read, batch)
+      }
+      return batch
+    }
 
     /** The value of a fresh hit answered from local copies alone: the entry and every stamp held, and current. */
     const localValue = (ek: string, stampKeys: ReadonlyArray<string>, sets: Sets, now: number): string | undefined => {
@@ -468,10 +476,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         tier.stats.localHits++
         return Effect.succeed({ _tag: "Hit", value: fresh })
       }
-      return Effect.map(
-        trackedLookups(read, [{ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets }], leaseMillis),
-        (lookups) => lookups[0]!
-      ).pipe(Effect.annotateLogs({ key }))
+      return batchOf(read)({ key, sets, leaseMillis })
     }
 
     /**

@@ -15,7 +15,9 @@ import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore } from "../../src/index.ts"
 import { uniquePrefix } from "../support/backends.ts"
 import { deleteRedisPrefix, missing, Redis } from "../support/services.ts"
+import { redisTraffic } from "../support/redis-traffic.ts"
 import { putRaw } from "../support/store.ts"
+import { tier, tieredStore, until } from "../support/tiered.ts"
 
 const sets = CacheStore.sets(["t:node", "g:row:1"])
 
@@ -120,6 +122,31 @@ describe.skipIf(await missing(Redis))("the Redis store's lookup batch", () => {
           // a, its two stamps, b, c: each Redis key once.
           assert.strictEqual(asked[0]!.length, 5)
           assert.strictEqual(new Set(asked[0]).size, 5)
+        })
+      ),
+    60_000
+  )
+
+  it.live(
+    "tiered store: single tracked lookups of one turn are one tracked read, then answered in process",
+    () =>
+      withClient({ autoPipelining: true }, (_client, prefix) =>
+        Effect.gen(function* () {
+          const store = yield* tieredStore(Redis.url, prefix)
+          yield* until("the tier serves", () => tier(store).serving(performance.now()))
+          for (const key of ["a", "b", "c"]) yield* putRaw(store, key, `v${key}`, { names: sets.names })
+          const traffic = yield* redisTraffic(prefix)
+          const read = () =>
+            Effect.all(
+              ["a", "b", "c", "a", "d"].map((key) => store.lookup(key, sets, 5000, true)),
+              { concurrency: "unbounded" }
+            )
+          assert.deepStrictEqual((yield* read()).map(tagOf), ["Hit va", "Hit vb", "Hit vc", "Hit va", "Miss"])
+          assert.deepStrictEqual(traffic.commands(), { evalsha: 1 })
+          // The hits' copies are kept: the same reads again need Redis only for the miss.
+          traffic.reset()
+          assert.deepStrictEqual((yield* read()).map(tagOf), ["Hit va", "Hit vb", "Hit vc", "Hit va", "Miss"])
+          assert.deepStrictEqual(traffic.commands(), { evalsha: 1 })
         })
       ),
     60_000
