@@ -28,6 +28,7 @@ import { compileGlob, escapeGlob } from "../internal/glob.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
+import { runSweeps, type Sweeper, makeSweeper } from "./sweep.ts"
 
 /**
  * Options of the Redis store: a `client` you own, or a `url` for a connection the layer owns.
@@ -45,6 +46,10 @@ export type RedisOptions = (
   readonly commandTimeout?: Duration.Input | undefined
   /** Entries reclaimed per round trip after a set is invalidated (default 500). */
   readonly batchSize?: number | undefined
+  /** Overrides `CachemeConfig`'s `sweepInterval` (`null`: no sweep). */
+  readonly sweepInterval?: Duration.Input | null | undefined
+  /** Index members the sweep checks per step (default 100). */
+  readonly sweepBatchSize?: number | undefined
 }
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
@@ -99,6 +104,13 @@ const clientSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/clien
 /** The ioredis client of a Redis store; `undefined` for any other store. */
 export const clientOf = (store: CacheStore["Service"]): Redis | Cluster | undefined =>
   (store as { readonly [clientSymbol]?: Redis | Cluster })[clientSymbol]
+
+/** Where a Redis store keeps its index sweep, for tests and tools (see {@link sweeperOf}). */
+const sweeperSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/sweeper")
+
+/** The index sweep of a Redis store (or of the tiered store over it); `undefined` for any other store. */
+export const sweeperOf = (store: CacheStore["Service"]): Sweeper | undefined =>
+  (store as { readonly [sweeperSymbol]?: Sweeper })[sweeperSymbol]
 
 /** How often (in fills per process) a fill also drops the index members whose life is over. */
 const pruneEvery = 16
@@ -699,6 +711,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       scope
     )
 
+    // The index sweep: bounded steps at a modest cadence, in the layer's scope (see `sweep.ts`).
+    const sweeper = makeSweeper({
+      client,
+      prefix,
+      targets: scanTargets,
+      run,
+      batchSize: Math.max(1, options.sweepBatchSize ?? 100)
+    })
+    const sweepInterval =
+      options.sweepInterval === undefined
+        ? settings.sweepInterval
+        : options.sweepInterval === null
+          ? undefined
+          : Duration.fromInputUnsafe(options.sweepInterval)
+    if (sweepInterval !== undefined) yield* Effect.forkIn(runSweeps(sweeper, Duration.toMillis(sweepInterval)), scope)
+
     const ping = run("ping", async () => {
       const start = performance.now()
       await client.ping()
@@ -707,6 +735,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     return {
       [clientSymbol]: client,
+      [sweeperSymbol]: sweeper,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",
