@@ -90,6 +90,13 @@ export const dropsOnRelease = (set: string): boolean => !isTagSet(set)
 /** The first character of a hold marker. */
 export const holdMark = "!"
 
+/**
+ * One hold in a Redis hold marker: `<holdMillis>:<token>` (the marker is `!` then holds joined by `,`; see
+ * `store/scripts.ts`). A marker is written back, when other holds are merged in or one is released, expiring after
+ * its longest hold.
+ */
+export const holdElement = (token: string, holdMillis: number): string => `${holdMillis}:${token}`
+
 /** Whether a stamp is a hold marker (a write is committing: nothing loaded now may be stored). */
 export const isHold = (stamp: string): boolean => stamp.startsWith(holdMark)
 

@@ -495,18 +495,27 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
      * Reclaims the entries of `set` that recorded the incarnation of `old` (the stamp an invalidation replaced):
      * counts them, and removes them when `mode` is hard. Goes through the set's index in batches, each its own
      * command (and timeout); stops after as many batches as the index had at the start, so a set refilled as fast
-     * as it drains cannot hold the caller.
+     * as it drains cannot hold the caller. Each batch reads a page of the index (`ZRANGE`) and, beside it, the
+     * set's current stamp (entries filled under it are kept), unless the caller knows it (`current`: a hold's
+     * marker); a `ZCARD` bounds the batches only when the first page is full.
      */
-    const reclaim = (set: string, old: string, mode: Mode): Effect.Effect<number, CacheStoreError> => {
+    const reclaim = (
+      set: string,
+      old: string,
+      mode: Mode,
+      current?: string | undefined
+    ): Effect.Effect<number, CacheStoreError> => {
       if (old === "" || Protocol.isHold(old)) return Effect.succeed(0)
       const inc = Protocol.incarnation(old)
       const index = indexKey(set)
       const batch = (offset: number) =>
         run("reclaim", async () => {
-          const [members, current] = await Promise.all([
+          // The set's current stamp is read beside the page (one round trip), unless the caller knows it.
+          const [members, stamp] = await Promise.all([
             client.zrange(index, offset, String(offset + batchSize - 1)),
-            client.get(stampKey(set))
+            current ?? client.get(stampKey(set)).then((found) => found ?? "")
           ])
+          if (members.length === 0) return { counted: 0, seen: 0, kept: 0, gone: 0 }
           const replies = (await Promise.all(
             members.map((member) =>
               scripts.cachemeReclaim!(
@@ -514,7 +523,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
                 member.slice(0, Protocol.tokenLength),
                 set,
                 inc,
-                current ?? "",
+                stamp,
                 mode
               )
             )
@@ -541,17 +550,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           })
           if (gone.length > 0) cleanup.push(client.zrem(index, ...gone))
           await Promise.all(cleanup)
-          return { counted, seen: members.length, kept: members.length - gone.length }
+          return { counted, seen: members.length, kept: members.length - gone.length, gone: gone.length }
         })
       return Effect.gen(function* () {
-        let rounds = Math.ceil((yield* run("reclaim", () => client.zcard(index))) / batchSize)
         let offset = 0
         let count = 0
-        while (rounds-- > 0) {
+        // The first batch; when it is full, the index's size then (plus what it removed) bounds the rest.
+        let rounds = 1
+        for (let round = 0; round < rounds; round++) {
           const step = yield* batch(offset)
           count += step.counted
           offset += step.kept
           if (step.seen < batchSize) break
+          if (round === 0) {
+            const size = yield* run("reclaim", () => client.zcard(index))
+            rounds = Math.ceil((size + step.gone) / batchSize)
+          }
         }
         return count
       })
@@ -562,10 +576,35 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         Effect.flatMap((old) => reclaim(set, old, mode))
       )
 
-    const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) =>
-      run("hold", () =>
-        Promise.all(sets.map((set) => scripts.cachemeHold!(stampKey(set), token, holdMillis) as Promise<string>))
-      ).pipe(Effect.flatMap((olds) => Effect.forEach(sets, (set, i) => reclaim(set, olds[i]!, "hard"))))
+    /**
+     * Holds one set: one plain `SET stamp !<holdMillis>:<token> PX holdMillis GET` puts the hold marker in place of
+     * whatever stamp was there and returns it. Only when that was another writer's hold marker (their holds are
+     * now to be merged back) or a key of another type (the `SET` failed) does a second step follow, the
+     * `mergeHold` script. Resolves to the stamp before ("" none, or a hold marker) and the marker now.
+     */
+    const holdSet = async (set: string, token: string, holdMillis: number) => {
+      const key = stampKey(set)
+      const element = Protocol.holdElement(token, holdMillis)
+      const marker = Protocol.holdMark + element
+      let before: unknown
+      try {
+        before = await client.call("SET", key, marker, "PX", holdMillis, "GET")
+      } catch (cause) {
+        if (!String((cause as Error)?.message ?? cause).startsWith("WRONGTYPE")) throw cause
+        await scripts.cachemeMergeHold!(key, element, "")
+        return { old: "", marker }
+      }
+      const old = before === null || before === undefined ? "" : String(before)
+      if (Protocol.isHold(old)) await scripts.cachemeMergeHold!(key, element, old)
+      return { old, marker }
+    }
+
+    const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
+      const millis = Math.max(1, Math.ceil(holdMillis))
+      return run("hold", () => Promise.all(sets.map((set) => holdSet(set, token, millis)))).pipe(
+        Effect.flatMap((held) => Effect.forEach(sets, (set, i) => reclaim(set, held[i]!.old, "hard", held[i]!.marker)))
+      )
+    }
 
     // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy host)
     // goes out on the next turn of the event loop, once the write has resolved to its caller. The command's

@@ -10,8 +10,8 @@
  * Cluster on 6483-6485; every test reads the indexes with its own client.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, type Duration, Effect, Fiber, Layer, Ref, Schema } from "effect"
-import { Cluster, Redis as IORedis } from "ioredis"
+import { type Duration, Effect, Fiber, Layer, Ref, Schema } from "effect"
+import { Cluster, type Redis as IORedis } from "ioredis"
 import { afterAll } from "vitest"
 import { CachemeConfig, CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
 import { groupSet, tagSet } from "../../src/internal/keys.ts"
@@ -20,6 +20,7 @@ import { sweeperOf } from "../../src/store/Redis.ts"
 import type { Sweeper } from "../../src/store/sweep.ts"
 import { uniquePrefix } from "../support/backends.ts"
 import { startCluster } from "../support/cluster.ts"
+import { gatedClient } from "../support/gated-client.ts"
 import { redisServerMissing, startRedis } from "../support/fault-redis.ts"
 
 const skip = redisServerMissing()
@@ -274,39 +275,6 @@ describe.skipIf(skip)("index sweep (private redis-server)", () => {
 
 // --- forced interleavings: a refill races the step -------------------------------------------------------------
 
-/**
- * A client (no auto-pipelining: each command goes through `sendCommand`) whose commands matching `gate.when`
- * wait, once, for `gate.open` after signalling `gate.reached`.
- */
-interface Gate {
-  when: ((name: string, args: ReadonlyArray<string>) => boolean) | undefined
-  reached: Deferred.Deferred<void> | undefined
-  open: Promise<void> | undefined
-}
-
-const gatedClient = (url: string, gate: Gate) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const client = new IORedis(url, { autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 1 })
-      client.on("error", () => {})
-      const send = client.sendCommand.bind(client)
-      ;(client as any).sendCommand = (command: any, stream?: any) => {
-        const args = (command.args ?? []).map((arg: unknown) => String(arg))
-        if (gate.when?.(String(command.name).toLowerCase(), args)) {
-          const reached = gate.reached!
-          const open = gate.open!
-          gate.when = undefined
-          Effect.runSync(Deferred.succeed(reached, undefined))
-          open.then(() => send(command, stream))
-          return command.promise
-        }
-        return send(command, stream)
-      }
-      return client
-    }),
-    (client) => Effect.sync(() => client.disconnect())
-  )
-
 describe.skipIf(skip)("index sweep: a refill races the step (forced interleavings)", () => {
   const scenarios = [
     {
@@ -328,8 +296,7 @@ describe.skipIf(skip)("index sweep: a refill races the step (forced interleaving
           const redis = yield* startRedis(6480)
           const prefix = uniquePrefix()
           const { Team, Item, tag, team } = nodes()
-          const gate: Gate = { when: undefined, reached: undefined, open: undefined }
-          const client = yield* gatedClient(redis.url, gate)
+          const { client, gate } = yield* gatedClient(redis.url)
           const loads = yield* Ref.make(0)
           const read = Ref.updateAndGet(loads, (n) => n + 1).pipe(
             Effect.map((n) => `load ${n}`),
@@ -342,21 +309,15 @@ describe.skipIf(skip)("index sweep: a refill races the step (forced interleaving
             // The entry vanishes behind the store's back: its member is dead.
             yield* Effect.promise(() => redis.admin.del(prefix + key))
 
-            const reached = yield* Deferred.make<void>()
-            let open!: () => void
-            gate.reached = reached
-            gate.open = new Promise<void>((resolve) => {
-              open = resolve
-            })
-            gate.when = scenario.when(prefix, key)
+            yield* gate.arm(scenario.when(prefix, key))
             const sweeper: Sweeper = yield* sweeperIn
             const pass = yield* Effect.forkChild(sweeper.pass)
-            yield* Deferred.await(reached)
+            yield* gate.reached
             // The sweep holds one command; the entry is refilled meanwhile (a miss: lease and fill).
             assert.strictEqual(yield* read, "load 2")
             const refilled = yield* liveMembers(redis.admin, prefix, [key], tag)
             assert.notDeepEqual(refilled, [first])
-            open()
+            gate.open()
             yield* Fiber.join(pass)
 
             assert.deepStrictEqual(yield* indexOf(redis.admin, prefix, tag), refilled, "tag index")
@@ -378,24 +339,17 @@ describe.skipIf(skip)("index sweep: a refill races the step (forced interleaving
         const redis = yield* startRedis(6480)
         const prefix = uniquePrefix()
         const { Item, tag } = nodes()
-        const gate: Gate = { when: undefined, reached: undefined, open: undefined }
-        const client = yield* gatedClient(redis.url, gate)
+        const { client, gate } = yield* gatedClient(redis.url)
         const key = Item.make({ id: 2 }).key
         yield* Effect.gen(function* () {
           yield* Effect.succeed("v1").pipe(Memo.cached(Item.make({ id: 2 })))
           const before = yield* indexOf(redis.admin, prefix, tag)
-          const reached = yield* Deferred.make<void>()
-          let open!: () => void
-          gate.reached = reached
-          gate.open = new Promise<void>((resolve) => {
-            open = resolve
-          })
-          gate.when = (name, args) => name === "getrange" && args[0] === prefix + key
+          yield* gate.arm((name, args) => name === "getrange" && args[0] === prefix + key)
           const pass = yield* Effect.forkChild((yield* sweeperIn).pass)
-          yield* Deferred.await(reached)
+          yield* gate.reached
           // Meanwhile a soft invalidation: the same incarnation, now a stale value. Its member must stay.
           yield* Memo.invalidate(Item.make({ id: 2 }), { mode: "soft" })
-          open()
+          gate.open()
           const done = yield* Fiber.join(pass)
           assert.strictEqual(done.removed, 0)
           assert.deepStrictEqual(yield* indexOf(redis.admin, prefix, tag), before)
