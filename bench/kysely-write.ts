@@ -14,8 +14,9 @@
  *      beside the statement: see docs/kysely.md, "Holds").
  *    - `wrapped sync, Database.query`: the same through `Database.query` in one program (the real API).
  *    - `wrapped async`: the layer in `async` mode (the write does not wait for the invalidation).
- *    - `floor: bare + hold script beside`: the bare update with the store's hold script sent beside it as a raw
- *      ioredis call: what one store round trip beside the statement costs on this machine, with no library code.
+ *    - `floor: bare + hold script beside`: the bare update with the store's hold (one `SET ... GET` of the marker)
+ *      sent beside it as a raw ioredis call, and its release script after: what one store round trip beside the
+ *      statement costs on this machine, with no library code.
  * 2. Commit-to-invalidated latency: a cached entry of the written row exists; the update runs in a transaction;
  *    the clock starts as COMMIT is sent and stops when the store answered the invalidation of the entry's group
  *    (an `Invalidation.Listener` timestamps it). Also the COMMIT's own latency, bare and wrapped (in sync mode
@@ -85,7 +86,7 @@ const redis = new Redis(redisUrl, {
   enableAutoPipelining: process.env.CACHEME_BENCH_AUTOPIPELINING !== "0",
   autoResendUnfulfilledCommands: false
 })
-const store = CacheStore.layerRedis({ client: redis, prefix }).pipe(
+const store = CacheStore.layerRedis({ client: redis, prefix, sweepInterval: null }).pipe(
   Layer.provideMerge(CachemeConfig.layer({ prefix })),
   Layer.orDie
 )
@@ -124,7 +125,8 @@ let floorHolds = 0
 const bareWithHold = (id: number) => {
   const set = `${prefix}~g:floor:${id}`
   const member = `\u0000hold:floor-${floorHolds++}`
-  return Promise.all([update(bare, id), scripts.cachemeHold!(set, member, 30_000, 100)]).then(() => {
+  // The store's hold: one plain SET ... GET of the marker (a merge script follows only when another hold stood).
+  return Promise.all([update(bare, id), redis.call("SET", set, `!30000:${member}`, "PX", 30_000, "GET")]).then(() => {
     setImmediate(() => void scripts.cachemeReleaseHold!(set, member))
   })
 }

@@ -72,13 +72,13 @@ const captureOnly = new Kysely<any>({
 /** A Redis client whose scripts answer at once: the Redis store's own JavaScript without a socket. */
 const fakeRedis = {
   defineCommand: () => {},
-  cachemeHold: () => Promise.resolve([]),
+  call: () => Promise.resolve(null),
   cachemeReleaseHold: () => Promise.resolve(1),
   cachemePop: () => Promise.resolve([])
 } as unknown as Redis
 const store =
   process.env.STORE === "redis"
-    ? CacheStore.layerRedis({ client: fakeRedis, prefix: "profile:" })
+    ? CacheStore.layerRedis({ client: fakeRedis, prefix: "profile:", sweepInterval: null })
     : CacheStore.layerMemory()
 const runtime = ManagedRuntime.make(
   Database.layer({ dialect: fakeDialect }).pipe(

@@ -119,7 +119,7 @@ for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
   if (process.env.BESIDE === "1") {
     const client = redis as unknown as Record<string, (...args: Array<unknown>) => Promise<unknown>>
     await trace("bare, a hold script beside", bare, (i) =>
-      client.cachemeHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`, 30000, 100).then(() => {
+      client.call!("SET", `${prefix}~g:beside:${i % 100}`, `!30000:\u0000hold:${i}`, "PX", 30000, "GET").then(() => {
         setImmediate(() => void client.cachemeReleaseHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`))
       })
     )

@@ -52,6 +52,13 @@ export interface Settings {
    * its caller, not stored, logged and counted (`cacheme_oversized`).
    */
   readonly maxValueBytes: number
+  /**
+   * How often the Redis store takes one bounded step of its index sweep (`CACHEME_SWEEP_INTERVAL`, 1 second;
+   * `none` or `off`: no sweep). A step checks up to a batch of index members (100 by default) against the entries
+   * they name and removes the members whose entry is gone (evicted, deleted outside the library, expired): see
+   * `docs/concepts.md`, "The store protocol". `undefined`: the sweep is off.
+   */
+  readonly sweepInterval: Duration.Duration | undefined
 }
 
 /**
@@ -72,6 +79,8 @@ export interface Input {
   readonly commandTimeout?: Duration.Input | undefined
   readonly leaseTtl?: Duration.Input | undefined
   readonly maxValueBytes?: number | undefined
+  /** `null` turns the sweep off. */
+  readonly sweepInterval?: Duration.Input | null | undefined
 }
 
 /**
@@ -91,7 +100,8 @@ export const defaults: Settings = {
   redisUrl: "redis://127.0.0.1:6379",
   commandTimeout: Duration.millis(500),
   leaseTtl: Duration.seconds(5),
-  maxValueBytes: 8 * 1024 * 1024
+  maxValueBytes: 8 * 1024 * 1024,
+  sweepInterval: Duration.seconds(1)
 }
 
 /**
@@ -127,7 +137,8 @@ export const environmentVariables: { readonly [K in keyof Settings]: string } = 
   redisUrl: "CACHEME_REDIS_URL",
   commandTimeout: "CACHEME_COMMAND_TIMEOUT",
   leaseTtl: "CACHEME_LEASE_TTL",
-  maxValueBytes: "CACHEME_MAX_VALUE_BYTES"
+  maxValueBytes: "CACHEME_MAX_VALUE_BYTES",
+  sweepInterval: "CACHEME_SWEEP_INTERVAL"
 }
 
 const invalid = (setting: keyof Settings, message: string) => new CachemeConfigError({ setting, message })
@@ -226,7 +237,13 @@ export const make = Effect.fnUntraced(function* (input: Input = {}) {
       input.commandTimeout === undefined
         ? defaults.commandTimeout
         : yield* positiveDuration("commandTimeout", input.commandTimeout),
-    leaseTtl: input.leaseTtl === undefined ? defaults.leaseTtl : yield* positiveDuration("leaseTtl", input.leaseTtl)
+    leaseTtl: input.leaseTtl === undefined ? defaults.leaseTtl : yield* positiveDuration("leaseTtl", input.leaseTtl),
+    sweepInterval:
+      input.sweepInterval === undefined
+        ? defaults.sweepInterval
+        : input.sweepInterval === null
+          ? undefined
+          : yield* positiveDuration("sweepInterval", input.sweepInterval)
   }
   return settings
 })
@@ -255,13 +272,15 @@ const fromEnv = <A>(setting: keyof Settings, config: (name: string) => Config.Co
 
 /**
  * Reads every setting from `CACHEME_*` variables of the current `ConfigProvider` (the environment by default);
- * durations are written like `20 millis` or `10 minutes`, `CACHEME_TTL=none` means no expiry.
+ * durations are written like `20 millis` or `10 minutes`, `CACHEME_TTL=none` means no expiry,
+ * `CACHEME_SWEEP_INTERVAL=none` (or `off`) no index sweep.
  *
  * @category constructors
  * @since 0.1.0
  */
 export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.gen(function* () {
   const ttl = yield* fromEnv("ttl", Config.String)
+  const sweepInterval = yield* fromEnv("sweepInterval", Config.String)
   return yield* make({
     enabled: yield* fromEnv("enabled", Config.Boolean),
     prefix: yield* fromEnv("prefix", Config.String),
@@ -273,7 +292,13 @@ export const fromConfig: Effect.Effect<Settings, CachemeConfigError> = Effect.ge
     redisUrl: yield* fromEnv("redisUrl", Config.String),
     commandTimeout: yield* fromEnv("commandTimeout", Config.Duration),
     leaseTtl: yield* fromEnv("leaseTtl", Config.Duration),
-    maxValueBytes: yield* fromEnv("maxValueBytes", Config.Int)
+    maxValueBytes: yield* fromEnv("maxValueBytes", Config.Int),
+    sweepInterval:
+      sweepInterval === undefined
+        ? undefined
+        : ["none", "off"].includes(sweepInterval.trim().toLowerCase())
+          ? null
+          : (sweepInterval as Duration.Input)
   })
 })
 

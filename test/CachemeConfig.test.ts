@@ -43,6 +43,19 @@ describe("CachemeConfig", () => {
     })
   )
 
+  it.effect("the index sweep runs every second by default; CACHEME_SWEEP_INTERVAL sets it, none or off stops it", () =>
+    Effect.gen(function* () {
+      assert.strictEqual(Duration.toMillis((yield* fromEnv({})).sweepInterval!), 1000)
+      assert.strictEqual(
+        Duration.toMillis((yield* fromEnv({ CACHEME_SWEEP_INTERVAL: "250 millis" })).sweepInterval!),
+        250
+      )
+      assert.isUndefined((yield* fromEnv({ CACHEME_SWEEP_INTERVAL: "none" })).sweepInterval)
+      assert.isUndefined((yield* fromEnv({ CACHEME_SWEEP_INTERVAL: "Off" })).sweepInterval)
+      assert.isUndefined((yield* CachemeConfig.make({ sweepInterval: null })).sweepInterval)
+    })
+  )
+
   it.effect("missing variables keep their defaults; CACHEME_TTL=none means no expiry", () =>
     Effect.gen(function* () {
       const settings = yield* fromEnv({ CACHEME_TTL: "none" })
@@ -63,7 +76,9 @@ describe("CachemeConfig", () => {
     [{ CACHEME_LEASE_TTL: "30 days" }, "leaseTtl"],
     [{ CACHEME_TTL: "20000 days" }, "ttl"],
     [{ CACHEME_MAX_VALUE_BYTES: "0" }, "maxValueBytes"],
-    [{ CACHEME_PREFIX: "a*" }, "prefix"]
+    [{ CACHEME_PREFIX: "a*" }, "prefix"],
+    [{ CACHEME_SWEEP_INTERVAL: "0 millis" }, "sweepInterval"],
+    [{ CACHEME_SWEEP_INTERVAL: "sometimes" }, "sweepInterval"]
   ] as const)("a bad value fails with a typed error naming the setting: %j", ([env, setting]) =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(fromEnv(env))

@@ -90,6 +90,13 @@ export const dropsOnRelease = (set: string): boolean => !isTagSet(set)
 /** The first character of a hold marker. */
 export const holdMark = "!"
 
+/**
+ * One hold in a Redis hold marker: `<holdMillis>:<token>` (the marker is `!` then holds joined by `,`; see
+ * `store/scripts.ts`). A marker is written back, when other holds are merged in or one is released, expiring after
+ * its longest hold.
+ */
+export const holdElement = (token: string, holdMillis: number): string => `${holdMillis}:${token}`
+
 /** Whether a stamp is a hold marker (a write is committing: nothing loaded now may be stored). */
 export const isHold = (stamp: string): boolean => stamp.startsWith(holdMark)
 
@@ -228,6 +235,27 @@ export const recordedStamp = (body: Body, set: string): string | undefined => {
 
 /** The member of a set's index that stands for one filled incarnation of an entry. */
 export const indexMember = (fillToken: string, key: string): string => fillToken + key
+
+/** The fill token and the entry key an index member names; `undefined` for a string that is no member of ours. */
+export const memberParts = (member: string): { readonly fillToken: string; readonly key: string } | undefined =>
+  member.length > tokenLength ? { fillToken: member.slice(0, tokenLength), key: member.slice(tokenLength) } : undefined
+
+/**
+ * How many leading characters of a record name its incarnation: the header, then the fill token of a value
+ * (`GETRANGE key 0 incarnationLength - 1` reads them without the value).
+ */
+export const incarnationLength = offsets.body + tokenLength
+
+/**
+ * Whether `head` (the first {@link incarnationLength} characters of the record at an entry's key, `""` for none)
+ * is the value, live or softly invalidated, that `fillToken` filled. Once false for a fill token it stays false:
+ * fill tokens are never used twice, a refresh or a refill writes another token, and a lease record holds none.
+ */
+export const holdsIncarnation = (head: string, fillToken: string): boolean =>
+  head.length === incarnationLength &&
+  head.charCodeAt(offsets.format) === 50 /* "2" */ &&
+  (head[offsets.state] === "V" || head[offsets.state] === "S") &&
+  head.endsWith(fillToken)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Judging a record

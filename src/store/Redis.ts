@@ -30,6 +30,7 @@ import * as LookupBatch from "../internal/lookupBatch.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
+import { runSweeps, type Sweeper, makeSweeper } from "./sweep.ts"
 
 /**
  * Options of the Redis store: a `client` you own, or a `url` for a connection the layer owns.
@@ -47,6 +48,10 @@ export type RedisOptions = (
   readonly commandTimeout?: Duration.Input | undefined
   /** Entries reclaimed per round trip after a set is invalidated (default 500). */
   readonly batchSize?: number | undefined
+  /** Overrides `CachemeConfig`'s `sweepInterval` (`null`: no sweep). */
+  readonly sweepInterval?: Duration.Input | null | undefined
+  /** Index members the sweep checks per step (default 100). */
+  readonly sweepBatchSize?: number | undefined
 }
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
@@ -101,6 +106,13 @@ const clientSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/clien
 /** The ioredis client of a Redis store; `undefined` for any other store. */
 export const clientOf = (store: CacheStore["Service"]): Redis | Cluster | undefined =>
   (store as { readonly [clientSymbol]?: Redis | Cluster })[clientSymbol]
+
+/** Where a Redis store keeps its index sweep, for tests and tools (see {@link sweeperOf}). */
+const sweeperSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/sweeper")
+
+/** The index sweep of a Redis store (or of the tiered store over it); `undefined` for any other store. */
+export const sweeperOf = (store: CacheStore["Service"]): Sweeper | undefined =>
+  (store as { readonly [sweeperSymbol]?: Sweeper })[sweeperSymbol]
 
 /** How often (in fills per process) a fill also drops the index members whose life is over. */
 const pruneEvery = 16
@@ -470,18 +482,27 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
      * Reclaims the entries of `set` that recorded the incarnation of `old` (the stamp an invalidation replaced):
      * counts them, and removes them when `mode` is hard. Goes through the set's index in batches, each its own
      * command (and timeout); stops after as many batches as the index had at the start, so a set refilled as fast
-     * as it drains cannot hold the caller.
+     * as it drains cannot hold the caller. Each batch reads a page of the index (`ZRANGE`) and, beside it, the
+     * set's current stamp (entries filled under it are kept), unless the caller knows it (`current`: a hold's
+     * marker); a `ZCARD` bounds the batches only when the first page is full.
      */
-    const reclaim = (set: string, old: string, mode: Mode): Effect.Effect<number, CacheStoreError> => {
+    const reclaim = (
+      set: string,
+      old: string,
+      mode: Mode,
+      current?: string | undefined
+    ): Effect.Effect<number, CacheStoreError> => {
       if (old === "" || Protocol.isHold(old)) return Effect.succeed(0)
       const inc = Protocol.incarnation(old)
       const index = indexKey(set)
       const batch = (offset: number) =>
         run("reclaim", async () => {
-          const [members, current] = await Promise.all([
+          // The set's current stamp is read beside the page (one round trip), unless the caller knows it.
+          const [members, stamp] = await Promise.all([
             client.zrange(index, offset, String(offset + batchSize - 1)),
-            client.get(stampKey(set))
+            current ?? client.get(stampKey(set)).then((found) => found ?? "")
           ])
+          if (members.length === 0) return { counted: 0, seen: 0, kept: 0, gone: 0 }
           const replies = (await Promise.all(
             members.map((member) =>
               scripts.cachemeReclaim!(
@@ -489,7 +510,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
                 member.slice(0, Protocol.tokenLength),
                 set,
                 inc,
-                current ?? "",
+                stamp,
                 mode
               )
             )
@@ -516,17 +537,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           })
           if (gone.length > 0) cleanup.push(client.zrem(index, ...gone))
           await Promise.all(cleanup)
-          return { counted, seen: members.length, kept: members.length - gone.length }
+          return { counted, seen: members.length, kept: members.length - gone.length, gone: gone.length }
         })
       return Effect.gen(function* () {
-        let rounds = Math.ceil((yield* run("reclaim", () => client.zcard(index))) / batchSize)
         let offset = 0
         let count = 0
-        while (rounds-- > 0) {
+        // The first batch; when it is full, the index's size then (plus what it removed) bounds the rest.
+        let rounds = 1
+        for (let round = 0; round < rounds; round++) {
           const step = yield* batch(offset)
           count += step.counted
           offset += step.kept
           if (step.seen < batchSize) break
+          if (round === 0) {
+            const size = yield* run("reclaim", () => client.zcard(index))
+            rounds = Math.ceil((size + step.gone) / batchSize)
+          }
         }
         return count
       })
@@ -537,10 +563,35 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         Effect.flatMap((old) => reclaim(set, old, mode))
       )
 
-    const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) =>
-      run("hold", () =>
-        Promise.all(sets.map((set) => scripts.cachemeHold!(stampKey(set), token, holdMillis) as Promise<string>))
-      ).pipe(Effect.flatMap((olds) => Effect.forEach(sets, (set, i) => reclaim(set, olds[i]!, "hard"))))
+    /**
+     * Holds one set: one plain `SET stamp !<holdMillis>:<token> PX holdMillis GET` puts the hold marker in place of
+     * whatever stamp was there and returns it. Only when that was another writer's hold marker (their holds are
+     * now to be merged back) or a key of another type (the `SET` failed) does a second step follow, the
+     * `mergeHold` script. Resolves to the stamp before ("" none, or a hold marker) and the marker now.
+     */
+    const holdSet = async (set: string, token: string, holdMillis: number) => {
+      const key = stampKey(set)
+      const element = Protocol.holdElement(token, holdMillis)
+      const marker = Protocol.holdMark + element
+      let before: unknown
+      try {
+        before = await client.call("SET", key, marker, "PX", holdMillis, "GET")
+      } catch (cause) {
+        if (!String((cause as Error)?.message ?? cause).startsWith("WRONGTYPE")) throw cause
+        await scripts.cachemeMergeHold!(key, element, "")
+        return { old: "", marker }
+      }
+      const old = before === null || before === undefined ? "" : String(before)
+      if (Protocol.isHold(old)) await scripts.cachemeMergeHold!(key, element, old)
+      return { old, marker }
+    }
+
+    const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
+      const millis = Math.max(1, Math.ceil(holdMillis))
+      return run("hold", () => Promise.all(sets.map((set) => holdSet(set, token, millis)))).pipe(
+        Effect.flatMap((held) => Effect.forEach(sets, (set, i) => reclaim(set, held[i]!.old, "hard", held[i]!.marker)))
+      )
+    }
 
     // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy host)
     // goes out on the next turn of the event loop, once the write has resolved to its caller. The command's
@@ -686,6 +737,22 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       scope
     )
 
+    // The index sweep: bounded steps at a modest cadence, in the layer's scope (see `sweep.ts`).
+    const sweeper = makeSweeper({
+      client,
+      prefix,
+      targets: scanTargets,
+      run,
+      batchSize: Math.max(1, options.sweepBatchSize ?? 100)
+    })
+    const sweepInterval =
+      options.sweepInterval === undefined
+        ? settings.sweepInterval
+        : options.sweepInterval === null
+          ? undefined
+          : Duration.fromInputUnsafe(options.sweepInterval)
+    if (sweepInterval !== undefined) yield* Effect.forkIn(runSweeps(sweeper, Duration.toMillis(sweepInterval)), scope)
+
     const ping = run("ping", async () => {
       const start = performance.now()
       await client.ping()
@@ -694,6 +761,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     return {
       [clientSymbol]: client,
+      [sweeperSymbol]: sweeper,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",

@@ -56,6 +56,38 @@ const fieldsOf = `local function fields(rec)
   return string.sub(rec, ${lua.body}, a - 1), string.sub(rec, a + 1, b - 1), string.sub(rec, b + 1, c - 1)
 end`
 
+/**
+ * A hold marker (Redis store): `!` then elements joined by `,`: a live hold `<holdMillis>:<token>`, or a tombstone
+ * `~<deadline>:<token>` (a released hold that a merge on its way must not bring back, until the deadline, server
+ * millis). `markerParts(v, now)` -> live {holdMillis, token, element} list, unexpired tombstones {deadline, token,
+ * element}; an element of the older format (a bare token) counts as a live hold of ${30_000} ms.
+ * `writeMarker(key, live, dead)` writes them back, expiring after the longest live hold.
+ */
+const markerLib = `local function markerParts(v, now)
+  local live, dead = {}, {}
+  for elem in string.gmatch(string.sub(v, 2), '[^,]+') do
+    if string.sub(elem, 1, 1) == '~' then
+      local colon = string.find(elem, ':', 2, true)
+      local deadline = colon and tonumber(string.sub(elem, 2, colon - 1))
+      if deadline and deadline > now then table.insert(dead, {deadline, string.sub(elem, colon + 1), elem}) end
+    else
+      local colon = string.find(elem, ':', 1, true)
+      local ms = colon and tonumber(string.sub(elem, 1, colon - 1))
+      if ms then table.insert(live, {ms, string.sub(elem, colon + 1), elem}) else table.insert(live, {30000, elem, elem}) end
+    end
+  end
+  return live, dead
+end
+local function writeMarker(key, live, dead)
+  local parts, ttl = {}, 1
+  for _, e in ipairs(live) do
+    table.insert(parts, e[3])
+    if e[1] > ttl then ttl = e[1] end
+  end
+  for _, e in ipairs(dead) do table.insert(parts, e[3]) end
+  redis.call('SET', key, '!' .. table.concat(parts, ','), 'PX', ttl)
+end`
+
 const isOurs = (rec: string) => `(string.sub(${rec}, 1, 1) == '2')`
 const stateOf = (rec: string) => `string.sub(${rec}, ${lua.state}, ${lua.state})`
 const holderOf = (rec: string) => `string.sub(${rec}, ${lua.leaseToken}, ${lua.leaseTokenEnd})`
@@ -213,23 +245,35 @@ return {1, fill, sets}`
 )
 
 /**
- * KEYS[1] stamp; ARGV mode -> the stamp before ("" none). Hard deletes it; soft moves its generation on; a hold
- * marker stays as it is (the set is already unusable, and the hold's writer still needs it).
+ * KEYS[1] stamp; ARGV mode -> the stamp before ("" none). Hard deletes it (`GETDEL`: one command when it is a
+ * stamp); soft moves its generation on; a hold marker stays (the set is already unusable, and the hold's writer
+ * still needs it: a hard invalidation writes it back, expiring after its longest hold from now).
  */
 export const invalidateStamp = script<string>(
   "cachemeInvalidateStamp",
   1,
-  `local v = redis.pcall('GET', KEYS[1])
+  `if ARGV[1] == 'hard' then
+  local v = redis.pcall('GETDEL', KEYS[1])
+  if type(v) == 'table' then
+    redis.call('DEL', KEYS[1])
+    return ''
+  end
+  if not v then return '' end
+  if string.sub(v, 1, 1) == '!' then
+    ${now}
+    ${markerLib}
+    local live, dead = markerParts(v, now)
+    if #live > 0 then writeMarker(KEYS[1], live, dead) end
+  end
+  return v
+end
+local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
   return ''
 end
 if not v then return '' end
 if string.sub(v, 1, 1) == '!' then return v end
-if ARGV[1] == 'hard' then
-  redis.call('DEL', KEYS[1])
-  return v
-end
 local dot = string.find(v, '.', 1, true)
 local inc, gen = v, 0
 if dot then
@@ -285,54 +329,89 @@ return {${ReclaimReply.Dead}, setsJson}`
 )
 
 /**
- * KEYS[1] stamp; ARGV token, holdMillis -> the stamp before ("" none, or a hold marker). The stamp becomes a hold
- * marker listing `token` beside any live holds, expiring with the last of them.
+ * KEYS[1] stamp; ARGV hold element (`<holdMillis>:<token>`), previous (the marker that the hold's own `SET ... GET`
+ * replaced, or "" when that `SET` failed on a key of another type) -> 1. The second step of a hold that found
+ * another writer's hold: the first step, one plain `SET stamp !<element> PX holdMillis GET` (see `Redis.ts`), put
+ * its own marker in place of theirs; this merges the holds it replaced back in, except those released since
+ * (their release left a tombstone), and expires after the longest of them. A hold that found a stamp, or nothing,
+ * needs no second step.
  */
-export const hold = script<string>(
-  "cachemeHold",
+export const mergeHold = script<number>(
+  "cachemeMergeHold",
   1,
-  `local v = redis.pcall('GET', KEYS[1])
-if type(v) ~= 'string' then v = false end
-local ttl = tonumber(ARGV[2])
-if v and string.sub(v, 1, 1) == '!' then
-  ttl = math.max(ttl, redis.call('PTTL', KEYS[1]))
-  redis.call('SET', KEYS[1], v .. ',' .. ARGV[1], 'PX', ttl)
-  return ''
+  `${now}
+${markerLib}
+local live, dead = {}, {}
+local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'string' and string.sub(v, 1, 1) == '!' then live, dead = markerParts(v, now) end
+if ARGV[2] ~= '' then
+  local before, released = markerParts(ARGV[2], now)
+  for _, e in ipairs(before) do table.insert(live, e) end
+  for _, e in ipairs(released) do table.insert(dead, e) end
 end
-redis.call('SET', KEYS[1], '!' .. ARGV[1], 'PX', ttl)
-return v or ''`
+local colon = string.find(ARGV[1], ':', 1, true)
+table.insert(live, {tonumber(string.sub(ARGV[1], 1, colon - 1)), string.sub(ARGV[1], colon + 1), ARGV[1]})
+local gone, seen, holds, tombstones = {}, {}, {}, {}
+for _, e in ipairs(dead) do
+  if not gone[e[2]] then
+    gone[e[2]] = true
+    table.insert(tombstones, e)
+  end
+end
+for _, e in ipairs(live) do
+  if not gone[e[2]] and not seen[e[2]] then
+    seen[e[2]] = true
+    table.insert(holds, e)
+  end
+end
+writeMarker(KEYS[1], holds, tombstones)
+return 1`
 )
 
 /**
  * KEYS[1] stamp; ARGV token -> {1} the hold was live (removed; the stamp goes with the last hold) | {0, stamp}
  * it had lapsed: the stamp that stands was made after the lapse and is deleted (a load may have been stored
  * under it), and returned ("" none) so that its entries are reclaimed. A lapsed hold whose set another writer
- * holds now leaves that hold alone.
+ * holds now leaves that hold alone, and a tombstone of its own (a hold whose first step replaced it and whose
+ * merge is on its way must not bring it back). One `GETDEL` when the hold was the only one; the other holds are
+ * written back, expiring after the longest of them from now.
  */
 export const releaseHold = script<[number, string?]>(
   "cachemeReleaseHold",
   1,
-  `local v = redis.pcall('GET', KEYS[1])
-if type(v) == 'string' and string.sub(v, 1, 1) == '!' then
-  local rest = {}
-  local found = false
-  for token in string.gmatch(string.sub(v, 2), '[^,]+') do
-    if token == ARGV[1] and not found then found = true else table.insert(rest, token) end
-  end
-  if not found then return {0, ''} end
-  if #rest == 0 then
-    redis.call('DEL', KEYS[1])
-  else
-    redis.call('SET', KEYS[1], '!' .. table.concat(rest, ','), 'KEEPTTL')
-  end
-  return {1}
-end
+  `local v = redis.pcall('GETDEL', KEYS[1])
 if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
   return {0, ''}
 end
-if v then redis.call('DEL', KEYS[1]) end
-return {0, v or ''}`
+if not v then return {0, ''} end
+if string.sub(v, 1, 1) ~= '!' then return {0, v} end
+if not string.find(v, ',', 2, true) then
+  local colon = string.find(v, ':', 2, true)
+  if colon and string.sub(v, colon + 1) == ARGV[1] and tonumber(string.sub(v, 2, colon - 1)) then return {1} end
+  if string.sub(v, 2) == ARGV[1] then return {1} end
+end
+${now}
+${markerLib}
+local live, dead = markerParts(v, now)
+local rest, found, longest = {}, false, 1
+for _, e in ipairs(live) do
+  if e[2] == ARGV[1] and not found then found = true else table.insert(rest, e) end
+end
+if #rest == 0 then
+  if found then return {1} end
+  return {0, ''}
+end
+if not found then
+  for _, e in ipairs(rest) do
+    if e[1] > longest then longest = e[1] end
+  end
+  local deadline = now + longest
+  table.insert(dead, {deadline, ARGV[1], '~' .. string.format('%d', deadline) .. ':' .. ARGV[1]})
+end
+writeMarker(KEYS[1], rest, dead)
+if found then return {1} end
+return {0, ''}`
 )
 
 /** KEYS[1] entry -> {record or false, pttl} (a key of another type: {false, pttl, type}). */
@@ -373,7 +452,7 @@ export const all: ReadonlyArray<Script<unknown>> = [
   invalidateKey,
   invalidateStamp,
   reclaim,
-  hold,
+  mergeHold,
   releaseHold,
   inspect
 ]
