@@ -38,6 +38,8 @@ export interface CachemeOptions {
   readonly autoPipelining?: boolean | undefined
   /** The tiered store (an in-process tier kept coherent by Redis client tracking) instead of the Redis store. */
   readonly tiered?: boolean | undefined
+  /** Default true: the store's background index sweep runs as it ships (`false`: off, to count operations alone). */
+  readonly sweep?: boolean | undefined
 }
 
 export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOptions = {}): Promise<Peer> => {
@@ -47,7 +49,7 @@ export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOpt
   })
   const store =
     options.tiered === true ? CacheStore.layerTiered({ client, prefix }) : CacheStore.layerRedis({ client, prefix })
-  const runtime = ManagedRuntime.make(store.pipe(Layer.provideMerge(CachemeConfig.layer({ prefix })), Layer.orDie))
+  const runtime = ManagedRuntime.make(store.pipe(Layer.provideMerge(CachemeConfig.layer({ prefix, ...(options.sweep === false ? { sweepInterval: null } : {}) })), Layer.orDie))
   await runtime.context()
   const node = options.grouped === true ? GroupedUserNode : UserNode
   return {

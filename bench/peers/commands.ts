@@ -19,7 +19,9 @@
  *
  * Rows: effect-cacheme on a node without groups and on a node with one group (`invalidatedBy` a row group: the
  * number of sets matters), bentocache with its Redis tier only, with one tag per entry (its counterpart of a
- * group), and with an L1 and its bus, cache-manager over @keyv/redis (no group concept).
+ * group), and with an L1 and its bus, cache-manager over @keyv/redis (no group concept). effect-cacheme's
+ * background index sweep (a bounded step per second, see `src/store/sweep.ts`) is off here: these are the costs
+ * of the operations themselves.
  *
  * Then the exact command sequence (MONITOR) of one miss and one hit of each.
  *
@@ -44,8 +46,8 @@ const WARM_ID = 9_000_000
 const runPrefix = `bench:commands:${process.pid}:`
 
 const makers: ReadonlyArray<{ readonly slug: string; readonly make: (prefix: string) => Promise<Peer> }> = [
-  { slug: "cacheme", make: (prefix) => makeCachemeCountedPeer(prefix) },
-  { slug: "cacheme-group", make: (prefix) => makeCachemeCountedPeer(prefix, { grouped: true }) },
+  { slug: "cacheme", make: (prefix) => makeCachemeCountedPeer(prefix, { sweep: false }) },
+  { slug: "cacheme-group", make: (prefix) => makeCachemeCountedPeer(prefix, { grouped: true, sweep: false }) },
   { slug: "bento-l2", make: (prefix) => makeBentocachePeer(prefix) },
   { slug: "bento-l2-tag", make: (prefix) => makeBentocachePeer(prefix, { tagged: true }) },
   { slug: "bento-l1l2", make: (prefix) => makeBentocachePeer(prefix, { tiered: true }) },
