@@ -25,6 +25,7 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob, escapeGlob } from "../internal/glob.ts"
+import { epochOfSet, isEpochSet } from "../internal/keys.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
@@ -99,6 +100,20 @@ const clientSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/clien
 /** The ioredis client of a Redis store; `undefined` for any other store. */
 export const clientOf = (store: CacheStore["Service"]): Redis | Cluster | undefined =>
   (store as { readonly [clientSymbol]?: Redis | Cluster })[clientSymbol]
+
+/** Where a Redis store keeps its verification of records whose value named groups, for the tiered store. */
+const verifySymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/verify")
+
+/** Settles what a lookup judged: a record to verify reads its value's groups' stamps (a second round trip). */
+export type Settle = (
+  key: string,
+  judged: Protocol.Verify,
+  leaseMillis: number | undefined
+) => Effect.Effect<Lookup, CacheStoreError>
+
+/** The verification of a Redis store (see {@link Settle}); `undefined` for any other store. */
+export const verifierOf = (store: CacheStore["Service"]): Settle | undefined =>
+  (store as { readonly [verifySymbol]?: Settle })[verifySymbol]
 
 /** How often (in fills per process) a fill also drops the index members whose life is over. */
 const pruneEvery = 16
@@ -242,18 +257,47 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       return keys
     }
 
+    /**
+     * A record whose value named groups, and one of whose families' epochs moved: one more read, of those groups'
+     * stamps, judges it; when they are all current, the record takes the epochs the lookup read (a rewrite sent
+     * after the answer, which nobody waits for: a read that still finds the old epochs verifies again).
+     */
+    const verify = (key: string, judged: Protocol.Verify, leaseMillis: number | undefined) =>
+      run("lookup", () => getMany(judged.groups.map(stampKey))).pipe(
+        Effect.map((stamps) => settled(key, judged, stamps, leaseMillis))
+      )
+
+    const settled = (
+      key: string,
+      judged: Protocol.Verify,
+      stamps: ReadonlyArray<string | null>,
+      leaseMillis: number | undefined
+    ): Lookup => {
+      const { lookup, reepoch } = Protocol.verified(judged, stamps, Date.now(), leaseMillis)
+      if (reepoch !== undefined)
+        scripts.cachemeReepoch!(entryKey(key), reepoch.fillToken, reepoch.from, reepoch.to).catch(() => undefined)
+      return lookup
+    }
+
     const lookup = (
       key: string,
       sets: Sets,
       leaseMillis?: number | undefined
-    ): Effect.Effect<Lookup, CacheStoreError> =>
-      run("lookup", () =>
+    ): Effect.Effect<Lookup, CacheStoreError> => {
+      const read = run("lookup", () =>
         sets.names.length === 0
           ? client.get(entryKey(key)).then((record) => [record])
           : getMany([entryKey(key), ...stampKeysOf(sets)])
-      ).pipe(
-        Effect.map((replies) => Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis))
       )
+      const judge = (replies: ReadonlyArray<string | null>) =>
+        Protocol.judge(replies[0] ?? null, sets, replies.slice(1), Date.now(), leaseMillis)
+      // Only open sets (a node whose value names groups) can need a second read.
+      if (!sets.open) return Effect.map(read, (replies) => judge(replies) as Lookup)
+      return Effect.flatMap(read, (replies) => {
+        const judged = judge(replies)
+        return judged._tag === "Verify" ? verify(key, judged, leaseMillis) : Effect.succeed(judged)
+      })
+    }
 
     /**
      * One `MGET` of every entry and every distinct stamp of the batch (a node's tag stamp is read once, not once
@@ -288,6 +332,30 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
               leaseMillis
             )
           )
+        }),
+        Effect.flatMap((judged) => verifyMany(requests, judged, leaseMillis))
+      )
+    }
+
+    /** The records of a batch that need their value's groups read: all in one more read. */
+    const verifyMany = (
+      requests: ReadonlyArray<LookupRequest>,
+      judged: ReadonlyArray<Protocol.Judged>,
+      leaseMillis: number | undefined
+    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> => {
+      const pending = judged.flatMap((one, i) => (one._tag === "Verify" ? [i] : []))
+      if (pending.length === 0) return Effect.succeed(judged as ReadonlyArray<Lookup>)
+      const keys = pending.flatMap((i) => (judged[i] as Protocol.Verify).groups.map(stampKey))
+      return run("lookup", () => getMany(keys)).pipe(
+        Effect.map((stamps) => {
+          const answers = judged.slice() as Array<Protocol.Judged>
+          let at = 0
+          for (const i of pending) {
+            const one = judged[i] as Protocol.Verify
+            answers[i] = settled(requests[i]!.key, one, stamps.slice(at, at + one.groups.length), leaseMillis)
+            at += one.groups.length
+          }
+          return answers as ReadonlyArray<Lookup>
         })
       )
     }
@@ -381,31 +449,101 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         releaseLate(key, token, sets)
       )
 
+    // The sets that have an index (an epoch has none), made once per set list.
+    const indexedBySets = new WeakMap<Sets, ReadonlyArray<string>>()
+    const indexedOf = (sets: Sets) => {
+      let names = indexedBySets.get(sets)
+      if (names === undefined) {
+        names = sets.open ? sets.names.filter((set) => !isEpochSet(set)) : sets.names
+        indexedBySets.set(sets, names)
+      }
+      return names
+    }
+
     const fill = (key: string, token: string, sets: Sets, stamps: ReadonlyArray<string>, value: Fill) =>
       run("fill", async () => {
         const now = Date.now()
-        const record = Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
-          fillToken: token,
-          setsJson: sets.json,
-          stamps: stamps.join(","),
-          value: value.value
-        })
+        const freshUntil = value.freshMillis === undefined ? undefined : now + value.freshMillis
+        const groups = value.groups ?? []
         const life = value.lifeMillis ?? -1
         const score = value.lifeMillis === undefined ? "+inf" : String(now + value.lifeMillis)
         const member = Protocol.indexMember(token, key)
         const prune = fills++ % pruneEvery === 0 ? "1" : "0"
+        const indexed = groups.length === 0 ? indexedOf(sets) : [...indexedOf(sets), ...groups]
+        const body = {
+          fillToken: token,
+          setsJson: groups.length === 0 ? sets.json : JSON.stringify([...sets.names, ...groups]),
+          stamps: stamps.join(",")
+        }
+        // The epochs the lease recorded, which the fill checks, and the life of a group stamp it makes.
+        const epochs = groups.length === 0 ? [] : sets.names.flatMap((set, i) => (isEpochSet(set) ? [i] : []))
+        const stampLife = groups.length === 0 ? undefined : Protocol.stampLifeMillis(groups[0]!, value.lifeMillis)
         if (!isCluster) {
-          const indexes = sets.names.map(indexKey)
-          const args = [token, record, life, indexes.length, score, member, prune, now, noticeChannel(key)]
-          const reply = (await scripts.cachemeFill!(
-            1 + indexes.length,
-            entryKey(key),
-            ...indexes,
-            ...args
-          )) as FillReply
+          const indexes = indexed.map(indexKey)
+          const channel = noticeChannel(key)
+          const reply = (
+            groups.length === 0
+              ? await scripts.cachemeFill!(
+                  1 + indexes.length,
+                  entryKey(key),
+                  ...indexes,
+                  token,
+                  `${Protocol.valueRecordHead(freshUntil, body)}\n${value.value}`,
+                  life,
+                  indexes.length,
+                  score,
+                  member,
+                  prune,
+                  now,
+                  channel
+                )
+              : await scripts.cachemeFill!(
+                  1 + indexes.length + epochs.length + groups.length,
+                  entryKey(key),
+                  ...indexes,
+                  ...epochs.map((i) => stampKey(sets.names[i]!)),
+                  ...groups.map(stampKey),
+                  token,
+                  Protocol.valueRecordHead(freshUntil, body),
+                  life,
+                  indexes.length,
+                  score,
+                  member,
+                  prune,
+                  now,
+                  channel,
+                  epochs.length,
+                  groups.length,
+                  ...epochs.map((i) => stamps[i]!),
+                  ...groups.map(() => Protocol.newStamp()),
+                  stampLife ?? -1,
+                  `\n${value.value}`
+                )
+          ) as FillReply
           return leftIndexes(key, reply)
         }
-        // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it.
+        // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it. The stamps of
+        // the value's groups are read (or made) first, then the epochs checked, then the record written: a group
+        // changed after its stamp was read moves an epoch after that read (see `bump`).
+        let named: ReadonlyArray<string> = []
+        if (groups.length > 0) {
+          named = await Promise.all(
+            groups.map((set) => {
+              const fresh = Protocol.newStamp()
+              const write =
+                stampLife === undefined
+                  ? client.call("SET", stampKey(set), fresh, "NX", "GET")
+                  : client.call("SET", stampKey(set), fresh, "PX", stampLife, "NX", "GET")
+              return write.then((before) => (before === null ? fresh : String(before)))
+            })
+          )
+          const current = await getMany(epochs.map((i) => stampKey(sets.names[i]!)))
+          if (named.some(Protocol.isHold) || current.some((epoch, j) => epoch !== stamps[epochs[j]!])) {
+            await scripts.cachemeRelease!(entryKey(key), token, noticeChannel(key))
+            return false
+          }
+        }
+        const record = `${Protocol.valueRecordHead(freshUntil, named.length === 0 ? body : { ...body, stamps: [...stamps, ...named].join(",") })}\n${value.value}`
         const reply = (await scripts.cachemeFill!(
           1,
           entryKey(key),
@@ -420,7 +558,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         )) as FillReply
         if (!(await leftIndexes(key, reply))) return false
         await Promise.all(
-          sets.names.flatMap((set) => [
+          indexed.flatMap((set) => [
             ...(prune === "1" ? [client.zremrangebyscore(indexKey(set), "-inf", `(${now}`)] : []),
             client.zadd(indexKey(set), score, member)
           ])
@@ -457,7 +595,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     ): Array<Promise<unknown>> => {
       const member = Protocol.indexMember(fillToken, key)
       return Protocol.parseSets(setsJson)
-        .filter((set) => set !== except)
+        .filter((set) => set !== except && !isEpochSet(set))
         .map((set) => client.zrem(indexKey(set), member))
     }
 
@@ -545,14 +683,48 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       })
     }
 
+    /**
+     * Changes the stamps of `sets` (`change` gets a set and the keys its script takes) and bumps the epochs of
+     * their families. On a single Redis a group's epoch is the script's second key, bumped in the same step; on a
+     * Cluster it lives on another slot, and is bumped before and after the change, each step waiting for the one
+     * before: a fill that read the epoch before the change then refuses, a read after it verifies.
+     */
+    const changingStamps = async <A>(
+      sets: ReadonlyArray<string>,
+      change: (set: string, keys: ReadonlyArray<string>) => Promise<A>
+    ): Promise<Array<A>> => {
+      if (!isCluster)
+        return Promise.all(
+          sets.map((set) => {
+            const epoch = epochOfSet(set)
+            return change(set, epoch === undefined ? [stampKey(set)] : [stampKey(set), stampKey(epoch)])
+          })
+        )
+      const epochs = [...new Set(sets.flatMap((set) => epochOfSet(set) ?? []))].map(stampKey)
+      const bumpAll = () => Promise.all(epochs.map((epoch) => scripts.cachemeBump!(epoch, Protocol.newStamp())))
+      await bumpAll()
+      const results = await Promise.all(sets.map((set) => change(set, [stampKey(set)])))
+      await bumpAll()
+      return results
+    }
+
     const invalidateSet = (set: string, mode: Mode) =>
-      run("invalidateSet", () => scripts.cachemeInvalidateStamp!(stampKey(set), mode) as Promise<string>).pipe(
-        Effect.flatMap((old) => reclaim(set, old, mode))
-      )
+      run("invalidateSet", async () => {
+        const [old] = await changingStamps(
+          [set],
+          (_, keys) =>
+            scripts.cachemeInvalidateStamp!(keys.length, ...keys, mode, Protocol.newStamp()) as Promise<string>
+        )
+        return old!
+      }).pipe(Effect.flatMap((old) => reclaim(set, old, mode)))
 
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) =>
       run("hold", () =>
-        Promise.all(sets.map((set) => scripts.cachemeHold!(stampKey(set), token, holdMillis) as Promise<string>))
+        changingStamps(
+          sets,
+          (_, keys) =>
+            scripts.cachemeHold!(keys.length, ...keys, token, holdMillis, Protocol.newStamp()) as Promise<string>
+        )
       ).pipe(Effect.flatMap((olds) => Effect.forEach(sets, (set, i) => reclaim(set, olds[i]!, "hard"))))
 
     // A release follows a write that is otherwise done: its socket write (tens of microseconds on a busy host)
@@ -562,8 +734,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       Effect.andThen(
         nextTurn,
         run("releaseHold", () =>
-          Promise.all(
-            sets.map((set) => scripts.cachemeReleaseHold!(stampKey(set), token) as Promise<[number, string?]>)
+          changingStamps(
+            sets,
+            (_, keys) =>
+              scripts.cachemeReleaseHold!(keys.length, ...keys, token, Protocol.newStamp()) as Promise<
+                [number, string?]
+              >
           )
         ).pipe(
           // A load may have been stored after a hold lapsed: its stamp is gone now, and so are its entries.
@@ -707,6 +883,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     return {
       [clientSymbol]: client,
+      [verifySymbol]: verify,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",

@@ -29,7 +29,8 @@ import {
 import { CachemeConfig, CachemeConfigError } from "../CachemeConfig.ts"
 import * as Protocol from "../internal/protocol.ts"
 import { LocalTier, type TierStats } from "../internal/tier.ts"
-import { makeRedisStore, type RedisOptions } from "./Redis.ts"
+import { epochOfSet } from "../internal/keys.ts"
+import { makeRedisStore, type RedisOptions, verifierOf } from "./Redis.ts"
 import * as Scripts from "./scripts.ts"
 
 /**
@@ -334,8 +335,8 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       read: TrackedRead,
       requests: ReadonlyArray<Tracked>,
       leaseMillis: number | undefined
-    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> =>
-      Effect.callback<ReadonlyArray<Lookup>, CacheStoreError>((resume) => {
+    ): Effect.Effect<ReadonlyArray<Protocol.Judged>, CacheStoreError> =>
+      Effect.callback<ReadonlyArray<Protocol.Judged>, CacheStoreError>((resume) => {
         let settled = false
         const timer = setTimeout(() => {
           settled = true
@@ -440,8 +441,15 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         if (stamp === undefined) return undefined
         copies.push(stamp)
       }
-      return Protocol.freshValue(record, sets.json, copies, Date.now())
+      return Protocol.freshValue(record, sets.json, copies, Date.now(), sets.open)
     }
+
+    // A record whose value named groups, one of whose families' epochs moved, is verified by the Redis store (a
+    // read of those groups' stamps); its keys are not kept (the verification rewrites the record, and the next
+    // tracked read keeps it).
+    const verify = verifierOf(base)!
+    const settle = (key: string, judged: Protocol.Judged, leaseMillis: number | undefined) =>
+      judged._tag === "Verify" ? verify(key, judged, leaseMillis) : Effect.succeed(judged)
 
     /**
      * Whether a read of an entry may use the tier (and keep its copies): the caller's hint (`false`: never, `true`:
@@ -468,9 +476,15 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         tier.stats.localHits++
         return Effect.succeed({ _tag: "Hit", value: fresh })
       }
-      return Effect.map(
-        trackedLookups(read, [{ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets }], leaseMillis),
-        (lookups) => lookups[0]!
+      const tracked = trackedLookups(
+        read,
+        [{ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets }],
+        leaseMillis
+      )
+      return (
+        sets.open
+          ? Effect.flatMap(tracked, (judged) => settle(key, judged[0]!, leaseMillis))
+          : Effect.map(tracked, (judged) => judged[0] as Lookup)
       ).pipe(Effect.annotateLogs({ key }))
     }
 
@@ -519,14 +533,25 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           { concurrency: 2 }
         ),
         ([fromTier, fromRedis]) => {
-          fromTier.forEach((lookup, j) => {
-            answers[trackedAt[j]!] = lookup
-          })
           fromRedis.forEach((lookup, j) => {
             answers[untrackedAt[j]!] = lookup
           })
-          return answers
+          return { fromTier, answers }
         }
+      ).pipe(
+        Effect.flatMap(({ fromTier, answers }) =>
+          Effect.as(
+            Effect.forEach(
+              fromTier,
+              (judged, j) =>
+                Effect.map(settle(requests[trackedAt[j]!]!.key, judged, leaseMillis), (lookup) => {
+                  answers[trackedAt[j]!] = lookup
+                }),
+              { concurrency: "unbounded", discard: true }
+            ),
+            answers
+          )
+        )
       )
     }
 
@@ -546,6 +571,11 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       )
 
     const setKeys = (sets: ReadonlyArray<string>) => sets.map((set) => Protocol.stampKey(prefix, set))
+    /** The stamps a change of `sets` touches: theirs, and their families' epochs. */
+    const changedKeys = (sets: ReadonlyArray<string>) => [
+      ...setKeys(sets),
+      ...setKeys(sets.flatMap((set) => epochOfSet(set) ?? []))
+    ]
 
     const store: CacheStore["Service"] = {
       ...base,
@@ -558,14 +588,14 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           ...stampKeysOf(sets).keys
         ]),
       fill: (key, token, sets, stamps, fill) =>
-        dropping(base.fill(key, token, sets, stamps, fill), () => [entryKey(key)]),
+        dropping(base.fill(key, token, sets, stamps, fill), () => [entryKey(key), ...setKeys(fill.groups ?? [])]),
       renew: (key, token, leaseMillis) => dropping(base.renew(key, token, leaseMillis), () => [entryKey(key)]),
       release: (key, token, sets, stamps, created) =>
         dropping(base.release(key, token, sets, stamps, created), () => [entryKey(key), ...stampKeysOf(sets).keys]),
       invalidate: (keys, mode: Mode) => dropping(base.invalidate(keys, mode), () => keys.map(entryKey)),
-      invalidateSet: (set, mode: Mode) => dropping(base.invalidateSet(set, mode), () => setKeys([set])),
-      hold: (sets, token, holdMillis) => dropping(base.hold(sets, token, holdMillis), () => setKeys(sets)),
-      releaseHold: (sets, token) => dropping(base.releaseHold(sets, token), () => setKeys(sets)),
+      invalidateSet: (set, mode: Mode) => dropping(base.invalidateSet(set, mode), () => changedKeys([set])),
+      hold: (sets, token, holdMillis) => dropping(base.hold(sets, token, holdMillis), () => changedKeys(sets)),
+      releaseHold: (sets, token) => dropping(base.releaseHold(sets, token), () => changedKeys(sets)),
       // The keys a pattern reaches are only known to the scan: the whole tier goes.
       invalidatePattern: (pattern, mode: Mode) =>
         Effect.ensuring(
