@@ -13,12 +13,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
-import { Cluster } from "ioredis"
+import { Cluster, Redis as IORedis } from "ioredis"
 import { afterAll } from "vitest"
 import { CachemeConfig, CacheStore, InvalidNode, Memo, Node } from "../src/index.ts"
 import { type Backend, backends, uniquePrefix } from "./support/backends.ts"
 import { startCluster } from "./support/cluster.ts"
 import { redisTraffic } from "./support/redis-traffic.ts"
+import { Redis } from "./support/services.ts"
 
 let counter = 0
 const fresh = (name: string) => `${name}-vg-${process.pid}-${counter++}`
@@ -127,9 +128,13 @@ const memoSuite = (backend: Backend) => {
       yield* InvalidNode.invalidate(lib.AuthorGroup.make({ id: 1 }))
       for (let i = 0; i < 3; i++) assert.strictEqual(versionsOf(yield* lib.read(1)), "1@1 2@2")
       assert.strictEqual(lib.state.loads, 2)
-      yield* lib.write(1)
+      // A soft invalidation leaves the record in place (stale, for nodes that serve it): only its stamps tell.
+      yield* lib.write(1, "soft")
       assert.strictEqual(versionsOf(yield* lib.read(1)), "1@2 2@2")
       assert.strictEqual(lib.state.loads, 3)
+      yield* lib.write(2)
+      assert.strictEqual(versionsOf(yield* lib.read(1)), "1@2 2@3")
+      assert.strictEqual(lib.state.loads, 4)
     })
   )
 
@@ -225,6 +230,26 @@ describe.skipIf(backends[1]!.skip)("Memo, groups named by the value: round trips
         yield* lib.read(1)
         assert.deepStrictEqual(traffic.commands(), { mget: 1 }, "one MGET again")
         assert.strictEqual(lib.state.loads, 1)
+      }).pipe(Effect.provide(backends[1]!.layer({ prefix })))
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe.skipIf(backends[1]!.skip)("Memo, groups named by the value: nothing about correctness in the index", () => {
+  it.live("a group's index lost (evicted, say): invalidating the group still reaches the value that named it", () =>
+    Effect.gen(function* () {
+      const prefix = uniquePrefix()
+      const lib = makeLibrary()
+      const raw = yield* Effect.acquireRelease(
+        Effect.sync(() => new IORedis(Redis.url)),
+        (client) => Effect.sync(() => client.disconnect())
+      )
+      yield* Effect.gen(function* () {
+        yield* lib.read(1)
+        yield* Effect.promise(() => raw.del(`${prefix}~m:g:${lib.BookGroup.make({ id: 2 }).key}`))
+        yield* lib.write(2)
+        assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+        assert.strictEqual(lib.state.loads, 2)
       }).pipe(Effect.provide(backends[1]!.layer({ prefix })))
     }).pipe(Effect.scoped)
   )
