@@ -124,8 +124,8 @@ let floorHolds = 0
 const bareWithHold = (id: number) => {
   const set = `${prefix}~g:floor:${id}`
   const member = `\u0000hold:floor-${floorHolds++}`
-  return Promise.all([update(bare, id), scripts.cachemeHold!(set, member, 30_000, 100)]).then(() => {
-    setImmediate(() => void scripts.cachemeReleaseHold!(set, member))
+  return Promise.all([update(bare, id), scripts.cachemeHold!(1, set, member, 30_000, 100)]).then(() => {
+    setImmediate(() => void scripts.cachemeReleaseHold!(1, set, member))
   })
 }
 

@@ -119,8 +119,8 @@ for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
   if (process.env.BESIDE === "1") {
     const client = redis as unknown as Record<string, (...args: Array<unknown>) => Promise<unknown>>
     await trace("bare, a hold script beside", bare, (i) =>
-      client.cachemeHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`, 30000, 100).then(() => {
-        setImmediate(() => void client.cachemeReleaseHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`))
+      client.cachemeHold!(1, `${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`, 30000, 100).then(() => {
+        setImmediate(() => void client.cachemeReleaseHold!(1, `${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`))
       })
     )
   }

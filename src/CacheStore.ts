@@ -56,9 +56,10 @@ export interface Sets {
   readonly json: string
   /**
    * Whether a record may list more sets after these: groups named by its value (a node's `invalidatedByValue`),
-   * guarded by the epochs of their families, which are among `names` (`e:family`). True when `names` holds one.
+   * guarded by the epochs of their families, which are among `names` (`e:family`). True when `names` holds one
+   * ({@link sets} decides it); absent: false.
    */
-  readonly open: boolean
+  readonly open?: boolean | undefined
 }
 
 /**

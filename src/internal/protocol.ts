@@ -444,7 +444,7 @@ export const judge = (
   now: number,
   leaseMillis = Number.POSITIVE_INFINITY
 ): Judged => {
-  const fresh = freshValue(record, sets.json, stamps, now, sets.open)
+  const fresh = freshValue(record, sets.json, stamps, now, sets.open === true)
   if (fresh !== undefined) return { _tag: "Hit", value: fresh }
   const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
   if (record === null) return { _tag: "Miss", view: { stamps, seen: "", present: false, holder: undefined, held } }

@@ -441,7 +441,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         if (stamp === undefined) return undefined
         copies.push(stamp)
       }
-      return Protocol.freshValue(record, sets.json, copies, Date.now(), sets.open)
+      return Protocol.freshValue(record, sets.json, copies, Date.now(), sets.open === true)
     }
 
     // A record whose value named groups, one of whose families' epochs moved, is verified by the Redis store (a
