@@ -320,7 +320,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         return position
       }
       const layout = requests.map(({ key, sets }) => ({ entry: at(entryKey(key)), stamps: stampKeysOf(sets).map(at) }))
-      return run("lookup", () => getMany(keys)).pipe(
+      const judged = run("lookup", () => getMany(keys)).pipe(
         Effect.map((replies) => {
           const now = Date.now()
           return layout.map(({ entry, stamps }, i) =>
@@ -332,9 +332,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
               leaseMillis
             )
           )
-        }),
-        Effect.flatMap((judged) => verifyMany(requests, judged, leaseMillis))
+        })
       )
+      // Only open sets (a node whose value names groups) can need a second read.
+      return requests.some((request) => request.sets.open === true)
+        ? Effect.flatMap(judged, (all) => verifyMany(requests, all, leaseMillis))
+        : (judged as Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError>)
     }
 
     /** The records of a batch that need their value's groups read: all in one more read. */

@@ -524,7 +524,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         trackedAt.push(i)
       })
       if (tracked.length === 0 && untracked.length === 0) return Effect.succeed(answers)
-      return Effect.map(
+      const both = Effect.map(
         Effect.all(
           [
             tracked.length === 0 ? Effect.succeed([]) : trackedLookups(read, tracked, leaseMillis),
@@ -533,24 +533,30 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           { concurrency: 2 }
         ),
         ([fromTier, fromRedis]) => {
+          fromTier.forEach((judged, j) => {
+            answers[trackedAt[j]!] = judged as Lookup
+          })
           fromRedis.forEach((lookup, j) => {
             answers[untrackedAt[j]!] = lookup
           })
-          return { fromTier, answers }
+          return fromTier
         }
-      ).pipe(
-        Effect.flatMap(({ fromTier, answers }) =>
-          Effect.as(
-            Effect.forEach(
-              fromTier,
-              (judged, j) =>
-                Effect.map(settle(requests[trackedAt[j]!]!.key, judged, leaseMillis), (lookup) => {
-                  answers[trackedAt[j]!] = lookup
-                }),
-              { concurrency: "unbounded", discard: true }
-            ),
-            answers
-          )
+      )
+      if (!requests.some((request) => request.sets.open === true)) return Effect.as(both, answers)
+      // Records whose value named groups, one of whose families' epochs moved, are verified by the Redis store.
+      return Effect.flatMap(both, (fromTier) =>
+        Effect.as(
+          Effect.forEach(
+            fromTier,
+            (judged, j) =>
+              judged._tag !== "Verify"
+                ? Effect.void
+                : Effect.map(settle(requests[trackedAt[j]!]!.key, judged, leaseMillis), (lookup) => {
+                    answers[trackedAt[j]!] = lookup
+                  }),
+            { discard: true }
+          ),
+          answers
         )
       )
     }
