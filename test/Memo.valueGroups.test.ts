@@ -10,6 +10,10 @@
  *
  * Without the fill's epoch check (the fill recording the value's groups' stamps as it finds them), the
  * "while it loads" tests fail on every store: the second read is a hit on the value loaded before the change.
+ * Without the reads' verification of the value's groups, the soft-invalidation and lost-index tests fail. On the
+ * Cluster, where a group's epoch and stamp live on different slots, the steps of a fill and of an invalidation
+ * are interleaved through a client whose commands can be held: each of the invalidation's two epoch bumps has a
+ * test that fails without it.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
@@ -278,3 +282,145 @@ const cluster: Backend = {
 }
 
 describe.skipIf(cluster.skip)("Memo, groups named by the value: Redis Cluster", () => memoSuite(cluster))
+
+/**
+ * A Cluster client whose commands can be held: `hold(match)` makes the next command `match` accepts wait until
+ * the returned `go` is done (after telling `reached`). The store is built over it, as over any client.
+ */
+const holdingCluster = () => {
+  const client = new Cluster(ports.map((port) => ({ host: "127.0.0.1", port })))
+  type Match = (name: string, args: ReadonlyArray<unknown>) => boolean
+  const pending: Array<{ match: Match; reached: () => void; go: Promise<void> }> = []
+  const proxy = new Proxy(client, {
+    get(target, property) {
+      const value = (target as any)[property]
+      if (typeof value !== "function") return value
+      return (...args: Array<unknown>) => {
+        const name = String(property)
+        const at = pending.findIndex((one) => one.match(name, args))
+        if (at === -1) return value.apply(target, args)
+        const [held] = pending.splice(at, 1)
+        held!.reached()
+        return held!.go.then(() => value.apply(target, args))
+      }
+    }
+  })
+  const hold = (match: Match) =>
+    Effect.gen(function* () {
+      const reached = yield* Deferred.make<void>()
+      const go = yield* Deferred.make<void>()
+      pending.push({
+        match,
+        reached: () => Deferred.doneUnsafe(reached, Effect.void),
+        go: Effect.runPromise(Deferred.await(go))
+      })
+      return { reached, go }
+    })
+  const layer = CacheStore.layerRedis({ client: proxy, prefix: uniquePrefix() }).pipe(
+    Layer.provideMerge(CachemeConfig.layer({ leaseTtl: "1 minute" })),
+    Layer.orDie
+  )
+  return { client, hold, layer }
+}
+
+describe.skipIf(cluster.skip)(
+  "groups named by the value on a Redis Cluster: the steps across slots, interleaved",
+  () => {
+    // The fill of a value naming groups reads (or makes) their stamps, then checks the epochs, then writes the
+    // record; an invalidation bumps the epoch, changes the stamp, bumps the epoch again, each on its own slot.
+    const isStampRead = (name: string, args: ReadonlyArray<unknown>) =>
+      name === "call" && args[0] === "SET" && String(args[1]).includes("~s:g:")
+    const isFill = (name: string) => name === "cachemeFill"
+    const isBump = (name: string) => name === "cachemeBump"
+
+    it.live(
+      "a group's stamp read after its change, the epoch checked before the second bump: refused (the first bump)",
+      () =>
+        Effect.gen(function* () {
+          const { client, hold, layer } = holdingCluster()
+          yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+          const lib = makeLibrary()
+          yield* Effect.gen(function* () {
+            yield* lib.read(3) // the family's epoch exists
+            const book2 = `~s:g:${lib.BookGroup.make({ id: 2 }).key}`
+            const stampRead = yield* hold((name, args) => isStampRead(name, args) && String(args[1]).endsWith(book2))
+            const first = yield* Effect.forkChild(lib.read(1))
+            yield* Deferred.await(stampRead.reached)
+            // The invalidation: its stamp change done, the bump after it held back.
+            let changed = false
+            yield* hold((name) => {
+              if (name === "cachemeInvalidateStamp") changed = true
+              return false
+            })
+            const secondBump = yield* hold((name) => isBump(name) && changed)
+            const invalidation = yield* Effect.forkChild(lib.write(2))
+            yield* Effect.raceFirst(Deferred.await(secondBump.reached), Effect.asVoid(Fiber.await(invalidation)))
+            // The fill now reads book 2's new stamp, then the epochs.
+            yield* Deferred.succeed(stampRead.go, undefined)
+            assert.strictEqual(versionsOf(yield* Fiber.join(first)), "1@0 2@0")
+            yield* Deferred.succeed(secondBump.go, undefined)
+            yield* Fiber.join(invalidation)
+            assert.strictEqual(
+              versionsOf(yield* lib.read(1)),
+              "1@0 2@1",
+              "the value loaded before the change is not served"
+            )
+          }).pipe(Effect.provide(layer))
+        }).pipe(Effect.scoped)
+    )
+
+    it.live(
+      "a whole read between a hold's first bump and its marker, before the COMMIT: never served after the write (the second bump)",
+      () =>
+        Effect.gen(function* () {
+          const { client, hold, layer } = holdingCluster()
+          yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+          const lib = makeLibrary()
+          yield* Effect.gen(function* () {
+            const store = yield* CacheStore.CacheStore
+            yield* lib.read(3)
+            const group = `g:${lib.BookGroup.make({ id: 2 }).key}`
+            // A write holds book 2's group before its COMMIT: the first bump, then the marker (held back here).
+            const marker = yield* hold((name) => name === "cachemeHold")
+            const holding = yield* Effect.forkChild(store.hold([group], "writer", 60_000))
+            yield* Deferred.await(marker.reached)
+            // A read now loads the row before the COMMIT and stores it with book 2's stamp as it stands.
+            assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@0")
+            // Its index member lost (the index is bookkeeping): the hold cannot remove the record, only kill it.
+            const prefix = (yield* CacheStore.CacheStore).prefix
+            yield* Effect.promise(() => client.del(`${prefix}~m:${group}`))
+            yield* Deferred.succeed(marker.go, undefined)
+            yield* Fiber.join(holding)
+            // The COMMIT; the write resolves, its release still to come: a read now must not get the row before it.
+            lib.versions.set(2, 1)
+            assert.strictEqual(
+              versionsOf(yield* lib.read(1)),
+              "1@0 2@1",
+              "the row read before the COMMIT is not served"
+            )
+            yield* store.releaseHold([group], "writer")
+          }).pipe(Effect.provide(layer))
+        }).pipe(Effect.scoped)
+    )
+
+    it.live("the record written after a whole invalidation that came after the fill's checks: dead on arrival", () =>
+      Effect.gen(function* () {
+        const { client, hold, layer } = holdingCluster()
+        yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+        const lib = makeLibrary()
+        yield* Effect.gen(function* () {
+          yield* lib.read(3)
+          const fill = yield* hold(isFill)
+          const first = yield* Effect.forkChild(lib.read(1))
+          yield* Deferred.await(fill.reached)
+          yield* lib.write(2) // bump, change, bump: all before the record is written with book 2's old stamp
+          yield* Deferred.succeed(fill.go, undefined)
+          assert.strictEqual(versionsOf(yield* Fiber.join(first)), "1@0 2@0")
+          assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1", "the record is dead on arrival")
+          assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+          assert.strictEqual(lib.state.loads, 3)
+        }).pipe(Effect.provide(layer))
+      }).pipe(Effect.scoped)
+    )
+  }
+)
