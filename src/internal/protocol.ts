@@ -460,7 +460,7 @@ export const judge = (
       const check = checkStamps(parsed.body, sets, stamps, joinStamps(stamps))
       if (check === "Verify") {
         const groups = parseSets(parsed.body.setsJson).slice(sets.names.length)
-        return { _tag: "Verify", record: parsed, sets, stamps, groups }
+        return { _tag: "Verify", record: parsed, sets, stamps, groups, leaseMillis }
       }
       return valueLookup(parsed, check, stamps, held, now, leaseMillis)
     }
@@ -502,6 +502,8 @@ export interface Verify {
   /** The stamps the lookup read (of `sets`). */
   readonly stamps: ReadonlyArray<string | null>
   readonly groups: ReadonlyArray<string>
+  /** The lease horizon the lookup was judged with. */
+  readonly leaseMillis: number
 }
 
 /** What {@link judge} makes of a lookup's reads. */
@@ -525,10 +527,9 @@ export interface Reepoch {
 export const verified = (
   verify: Verify,
   groupStamps: ReadonlyArray<string | null>,
-  now: number,
-  leaseMillis = Number.POSITIVE_INFINITY
+  now: number
 ): { readonly lookup: Lookup; readonly reepoch: Reepoch | undefined } => {
-  const { record, sets, stamps } = verify
+  const { record, sets, stamps, leaseMillis } = verify
   const recorded = record.body.stamps.split(",")
   const { check } = compare(recorded, [...stamps, ...groupStamps], sets.names)
   const held = stamps.some((stamp) => stamp !== null && isHold(stamp))

@@ -110,8 +110,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       const { lookup, reepoch } = Protocol.verified(
         judged,
         judged.groups.map((set) => stamp(set, now)),
-        now,
-        leaseMillis
+        now
       )
       if (reepoch !== undefined && slot !== undefined) {
         const rewritten = Protocol.reepochRecord(slot.value, reepoch)

@@ -104,12 +104,14 @@ export const clientOf = (store: CacheStore["Service"]): Redis | Cluster | undefi
 /** Where a Redis store keeps its verification of records whose value named groups, for the tiered store. */
 const verifySymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/verify")
 
-/** Settles what a lookup judged: a record to verify reads its value's groups' stamps (a second round trip). */
+/**
+ * Settles what lookups of `keys` judged: the records to verify (`Protocol.Verify`) read their value's groups'
+ * stamps, all in one more read; the others are answered as judged.
+ */
 export type Settle = (
-  key: string,
-  judged: Protocol.Verify,
-  leaseMillis: number | undefined
-) => Effect.Effect<Lookup, CacheStoreError>
+  keys: ReadonlyArray<string>,
+  judged: ReadonlyArray<Protocol.Judged>
+) => Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError>
 
 /** The verification of a Redis store (see {@link Settle}); `undefined` for any other store. */
 export const verifierOf = (store: CacheStore["Service"]): Settle | undefined =>
@@ -258,26 +260,41 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     /**
-     * A record whose value named groups, and one of whose families' epochs moved: one more read, of those groups'
-     * stamps, judges it; when they are all current, the record takes the epochs the lookup read (a rewrite sent
-     * after the answer, which nobody waits for: a read that still finds the old epochs verifies again).
+     * Settles judged lookups of `keys`: records whose value named groups, one of whose families' epochs moved
+     * (`Verify`), are judged on those groups' stamps, all read in one more `MGET`; when they are all current, the
+     * record takes the epochs its lookup read (a rewrite sent after the answer, which nobody waits for: a read
+     * that still finds the old epochs verifies again).
      */
-    const verify = (key: string, judged: Protocol.Verify, leaseMillis: number | undefined) =>
-      run("lookup", () => getMany(judged.groups.map(stampKey))).pipe(
-        Effect.map((stamps) => settled(key, judged, stamps, leaseMillis))
-      )
-
-    const settled = (
-      key: string,
-      judged: Protocol.Verify,
-      stamps: ReadonlyArray<string | null>,
-      leaseMillis: number | undefined
-    ): Lookup => {
-      const { lookup, reepoch } = Protocol.verified(judged, stamps, Date.now(), leaseMillis)
-      if (reepoch !== undefined)
-        scripts.cachemeReepoch!(entryKey(key), reepoch.fillToken, reepoch.from, reepoch.to).catch(() => undefined)
-      return lookup
+    const settle = async (
+      keys: ReadonlyArray<string>,
+      judged: ReadonlyArray<Protocol.Judged>
+    ): Promise<ReadonlyArray<Lookup>> => {
+      const pending: Array<number> = []
+      const stampKeys: Array<string> = []
+      judged.forEach((one, i) => {
+        if (one._tag !== "Verify") return
+        pending.push(i)
+        for (const group of one.groups) stampKeys.push(stampKey(group))
+      })
+      if (pending.length === 0) return judged as ReadonlyArray<Lookup>
+      const stamps = await getMany(stampKeys)
+      const now = Date.now()
+      const answers = judged.slice()
+      let at = 0
+      for (const i of pending) {
+        const one = judged[i] as Protocol.Verify
+        const { lookup, reepoch } = Protocol.verified(one, stamps.slice(at, at + one.groups.length), now)
+        at += one.groups.length
+        answers[i] = lookup
+        if (reepoch !== undefined)
+          scripts.cachemeReepoch!(entryKey(keys[i]!), reepoch.fillToken, reepoch.from, reepoch.to).catch(
+            () => undefined
+          )
+      }
+      return answers as ReadonlyArray<Lookup>
     }
+
+    const settleWith: Settle = (keys, judged) => run("lookup", () => settle(keys, judged))
 
     const lookup = (
       key: string,
@@ -295,7 +312,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       if (!sets.open) return Effect.map(read, (replies) => judge(replies) as Lookup)
       return Effect.flatMap(read, (replies) => {
         const judged = judge(replies)
-        return judged._tag === "Verify" ? verify(key, judged, leaseMillis) : Effect.succeed(judged)
+        return judged._tag === "Verify"
+          ? Effect.map(settleWith([key], [judged]), (answers) => answers[0]!)
+          : Effect.succeed(judged)
       })
     }
 
@@ -336,31 +355,13 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       )
       // Only open sets (a node whose value names groups) can need a second read.
       return requests.some((request) => request.sets.open === true)
-        ? Effect.flatMap(judged, (all) => verifyMany(requests, all, leaseMillis))
+        ? Effect.flatMap(judged, (all) =>
+            settleWith(
+              requests.map((request) => request.key),
+              all
+            )
+          )
         : (judged as Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError>)
-    }
-
-    /** The records of a batch that need their value's groups read: all in one more read. */
-    const verifyMany = (
-      requests: ReadonlyArray<LookupRequest>,
-      judged: ReadonlyArray<Protocol.Judged>,
-      leaseMillis: number | undefined
-    ): Effect.Effect<ReadonlyArray<Lookup>, CacheStoreError> => {
-      const pending = judged.flatMap((one, i) => (one._tag === "Verify" ? [i] : []))
-      if (pending.length === 0) return Effect.succeed(judged as ReadonlyArray<Lookup>)
-      const keys = pending.flatMap((i) => (judged[i] as Protocol.Verify).groups.map(stampKey))
-      return run("lookup", () => getMany(keys)).pipe(
-        Effect.map((stamps) => {
-          const answers = judged.slice() as Array<Protocol.Judged>
-          let at = 0
-          for (const i of pending) {
-            const one = judged[i] as Protocol.Verify
-            answers[i] = settled(requests[i]!.key, one, stamps.slice(at, at + one.groups.length), leaseMillis)
-            at += one.groups.length
-          }
-          return answers as ReadonlyArray<Lookup>
-        })
-      )
     }
 
     /** Gives a lease up and drops the stamps it made (a failed load, or a caller that gave up on the lease). */
@@ -886,7 +887,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     return {
       [clientSymbol]: client,
-      [verifySymbol]: verify,
+      [verifySymbol]: settleWith,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",

@@ -447,9 +447,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
     // A record whose value named groups, one of whose families' epochs moved, is verified by the Redis store (a
     // read of those groups' stamps); its keys are not kept (the verification rewrites the record, and the next
     // tracked read keeps it).
-    const verify = verifierOf(base)!
-    const settle = (key: string, judged: Protocol.Judged, leaseMillis: number | undefined) =>
-      judged._tag === "Verify" ? verify(key, judged, leaseMillis) : Effect.succeed(judged)
+    const settle = verifierOf(base)!
 
     /**
      * Whether a read of an entry may use the tier (and keep its copies): the caller's hint (`false`: never, `true`:
@@ -483,7 +481,12 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       )
       return (
         sets.open
-          ? Effect.flatMap(tracked, (judged) => settle(key, judged[0]!, leaseMillis))
+          ? Effect.flatMap(tracked, (judged) => {
+              const first = judged[0]!
+              return first._tag === "Verify"
+                ? Effect.map(settle([key], judged), (answers) => answers[0]!)
+                : Effect.succeed(first)
+            })
           : Effect.map(tracked, (judged) => judged[0] as Lookup)
       ).pipe(Effect.annotateLogs({ key }))
     }
@@ -545,18 +548,17 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       if (!requests.some((request) => request.sets.open === true)) return Effect.as(both, answers)
       // Records whose value named groups, one of whose families' epochs moved, are verified by the Redis store.
       return Effect.flatMap(both, (fromTier) =>
-        Effect.as(
-          Effect.forEach(
-            fromTier,
-            (judged, j) =>
-              judged._tag !== "Verify"
-                ? Effect.void
-                : Effect.map(settle(requests[trackedAt[j]!]!.key, judged, leaseMillis), (lookup) => {
-                    answers[trackedAt[j]!] = lookup
-                  }),
-            { discard: true }
+        Effect.map(
+          settle(
+            trackedAt.map((i) => requests[i]!.key),
+            fromTier
           ),
-          answers
+          (settled) => {
+            settled.forEach((lookup, j) => {
+              answers[trackedAt[j]!] = lookup
+            })
+            return answers
+          }
         )
       )
     }
