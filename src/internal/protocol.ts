@@ -267,9 +267,9 @@ export const indexMember = (fillToken: string, key: string): string => fillToken
 export type StampCheck = "Current" | "Soft" | "Dead" | "Verify"
 
 /**
- * Compares recorded stamps with current ones, position by position. With `epochs`, the positions of epoch sets
- * are not judged (an epoch is no stamp of the entry: it only tells whether the value's groups must be read);
- * whether one of them moved is reported as `moved`.
+ * Compares recorded stamps with current ones, position by position. With the sets' `names`, the positions of
+ * epochs are not judged (an epoch is no stamp of the entry: it only tells whether the value's groups must be
+ * read); whether one of them moved is reported as `moved`.
  */
 const compare = (
   recorded: ReadonlyArray<string>,
