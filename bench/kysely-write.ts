@@ -125,9 +125,15 @@ let floorHolds = 0
 const bareWithHold = (id: number) => {
   const set = `${prefix}~g:floor:${id}`
   const member = `\u0000hold:floor-${floorHolds++}`
-  // The store's hold: one plain SET ... GET of the marker (a merge script follows only when another hold stood).
-  return Promise.all([update(bare, id), redis.call("SET", set, `!30000:${member}`, "PX", 30_000, "GET")]).then(() => {
-    setImmediate(() => void scripts.cachemeReleaseHold!(set, member))
+  const epoch = `${prefix}~e:floor`
+  // The store's hold: one plain SET ... GET of the marker (a merge script follows only when another hold stood),
+  // then, pipelined after it, the family's epoch bump (SET ... XX); the release bumps it inside its script.
+  return Promise.all([
+    update(bare, id),
+    redis.call("SET", set, `!30000:${member}`, "PX", 30_000, "GET"),
+    redis.call("SET", epoch, String(floorHolds), "XX")
+  ]).then(() => {
+    setImmediate(() => void scripts.cachemeReleaseHold!(2, set, epoch, member, String(floorHolds)))
   })
 }
 

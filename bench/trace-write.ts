@@ -119,8 +119,21 @@ for (let round = 0; round < Number(process.env.ROUNDS ?? 2); round++) {
   if (process.env.BESIDE === "1") {
     const client = redis as unknown as Record<string, (...args: Array<unknown>) => Promise<unknown>>
     await trace("bare, a hold script beside", bare, (i) =>
-      client.call!("SET", `${prefix}~g:beside:${i % 100}`, `!30000:\u0000hold:${i}`, "PX", 30000, "GET").then(() => {
-        setImmediate(() => void client.cachemeReleaseHold!(`${prefix}~g:beside:${i % 100}`, `\u0000hold:${i}`))
+      Promise.all([
+        client.call!("SET", `${prefix}~g:beside:${i % 100}`, `!30000:\u0000hold:${i}`, "PX", 30000, "GET"),
+        // The family's epoch bump, pipelined after the hold (a group with value groups: one more command).
+        client.call!("SET", `${prefix}~e:beside`, String(i), "XX")
+      ]).then(() => {
+        setImmediate(
+          () =>
+            void client.cachemeReleaseHold!(
+              2,
+              `${prefix}~g:beside:${i % 100}`,
+              `${prefix}~e:beside`,
+              `\u0000hold:${i}`,
+              String(i)
+            )
+        )
       })
     )
   }

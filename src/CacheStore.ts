@@ -20,6 +20,7 @@
  */
 import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
+import { isEpochSet } from "./internal/keys.ts"
 import type { Watch } from "./internal/notices.ts"
 import type { Freshness } from "./internal/protocol.ts"
 import { makeMemoryStore, type MemoryOptions } from "./store/Memory.ts"
@@ -53,6 +54,12 @@ export class CacheStoreError extends Schema.TaggedError<CacheStoreError>()("Cach
 export interface Sets {
   readonly names: ReadonlyArray<string>
   readonly json: string
+  /**
+   * Whether a record may list more sets after these: groups named by its value (a node's `invalidatedByValue`),
+   * guarded by the epochs of their families, which are among `names` (`e:family`). True when `names` holds one
+   * ({@link sets} decides it); absent: false.
+   */
+  readonly open?: boolean | undefined
 }
 
 /**
@@ -61,7 +68,11 @@ export interface Sets {
  * @category constructors
  * @since 0.2.0
  */
-export const sets = (names: ReadonlyArray<string>): Sets => ({ names, json: JSON.stringify(names) })
+export const sets = (names: ReadonlyArray<string>): Sets => ({
+  names,
+  json: JSON.stringify(names),
+  open: names.some(isEpochSet)
+})
 
 /**
  * What a lookup saw besides a usable value: the current stamps of the entry's sets (`null`: the set has none
@@ -149,6 +160,13 @@ export interface Fill {
   readonly freshMillis: number | undefined
   /** How long the entry lives (fresh + stale window), in millis; `undefined` is for ever. */
   readonly lifeMillis: number | undefined
+  /**
+   * Groups named by the value (`g:...` sets, none of them among the entry's `sets`), each of a family whose epoch
+   * is among the entry's sets. The fill is refused (the lease given up, nothing stored) when one of those epochs
+   * is no longer the one the lease recorded, or one of these groups is held; otherwise their stamps are read (or
+   * made) and recorded after the others.
+   */
+  readonly groups?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -255,7 +273,9 @@ export class CacheStore extends Context.Service<
     /**
      * Stores a loaded value if `token` still holds the lease; returns whether it was stored. The value is
      * served only while the stamps it recorded are current: one filled after an invalidation of its sets is dead
-     * on arrival (never served, replaced by the next lease).
+     * on arrival (never served, replaced by the next lease). With `fill.groups` (groups named by the value), the
+     * fill is refused and the lease given up when an epoch of their families moved since `stamps` were read, or
+     * one of them is held.
      */
     readonly fill: (
       key: string,

@@ -21,11 +21,12 @@ import * as CacheStore from "./CacheStore.ts"
 import { CachemeConfig, type Settings } from "./CachemeConfig.ts"
 import * as Codec from "./internal/codec.ts"
 import { type InvalidFields, runCallback } from "./internal/fields.ts"
-import { groupSet, tagSet } from "./internal/keys.ts"
+import { epochOfSet, familyOfGroupKey, groupSet, tagSet } from "./internal/keys.ts"
 import * as LeaseKeeper from "./internal/leaseKeeper.ts"
 import * as Many from "./internal/many.ts"
 import { newToken } from "./internal/protocol.ts"
 import * as Invalidation from "./Invalidation.ts"
+import type * as InvalidNode from "./InvalidNode.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Node from "./Node.ts"
 
@@ -189,8 +190,9 @@ export const fillTiming = (
 const tagSetsByNode = new WeakMap<Node.Node, CacheStore.Sets>()
 
 /**
- * The sets (tags and groups) of an entry, in a fixed order. An entry without groups has its node's tag sets,
- * made once per node: the same value on every call, so the store can cache what it derives from it.
+ * The sets (tags and groups) of an entry, in a fixed order, then those of the groups its value may name (their
+ * families' tags and epochs). An entry without groups has its node's tag sets, made once per node: the same value
+ * on every call, so the store can cache what it derives from it.
  *
  * @internal
  */
@@ -198,7 +200,7 @@ export const setsOf = (instance: Node.Instance): CacheStore.Sets => {
   if (instance.groups.length === 0) {
     let sets = tagSetsByNode.get(instance.node)
     if (sets === undefined) {
-      sets = CacheStore.sets([...new Set(instance.node.tags.map(tagSet))])
+      sets = CacheStore.sets([...new Set([...instance.node.tags.map(tagSet), ...instance.node.valueSets])])
       tagSetsByNode.set(instance.node, sets)
     }
     return sets
@@ -208,7 +210,45 @@ export const setsOf = (instance: Node.Instance): CacheStore.Sets => {
     names.add(groupSet(group.key))
     for (const tag of group.group.tags) names.add(tagSet(tag))
   }
+  for (const set of instance.node.valueSets) names.add(set)
   return CacheStore.sets([...names])
+}
+
+/**
+ * The groups a loaded value names (`invalidatedByValue`), as the sets a fill records beyond the entry's own:
+ * `undefined` for a node without; a failure when one cannot be guarded (the function threw or returned something
+ * else than groups, or a group of a family the node did not declare).
+ */
+const valueGroupsOf = (
+  instance: Node.Instance,
+  value: unknown
+): Exit.Exit<ReadonlyArray<string> | undefined, InvalidFields> => {
+  const valueGroups = instance.node.options.invalidatedByValue
+  if (valueGroups === undefined) return Exit.succeed(undefined)
+  const known = new Set(setsOf(instance).names)
+  const named = runCallback(
+    instance.node.name,
+    "invalidatedByValue",
+    () => {
+      const groups: unknown = valueGroups.groups(value, instance.fields)
+      if (!Array.isArray(groups)) return "did not return an array of groups"
+      const sets = new Set<string>()
+      for (const group of groups as ReadonlyArray<Partial<InvalidNode.Instance> | undefined>) {
+        if (typeof group?.key !== "string" || typeof group.group !== "object")
+          return "returned something that is not a group (an InvalidNode instance)"
+        const set = groupSet(group.key)
+        if (!known.has(epochOfSet(set)!))
+          return `named the group ${JSON.stringify(group.key)}, of the family ${JSON.stringify(familyOfGroupKey(group.key))}, which is not among its families (a group's family is its key's part before the first ":"; a default key starts with its InvalidNode's name)`
+        const untagged = group.group.tags.find((tag) => !known.has(tagSet(tag)))
+        if (untagged !== undefined)
+          return `named the group ${JSON.stringify(group.key)}, whose tag ${JSON.stringify(untagged)} is not a tag of its families`
+        if (!known.has(set)) sets.add(set)
+      }
+      return [...sets]
+    },
+    (result) => (typeof result === "string" ? result : undefined)
+  )
+  return named as Exit.Exit<ReadonlyArray<string>, InvalidFields>
 }
 
 interface Call<A, E, R> {
@@ -324,17 +364,23 @@ export const storable = (
   const life = Exit.isFailure(wanted)
     ? (wanted as Exit.Exit<never, InvalidFields>)
     : fillTiming(instance, settings, timing, value)
-  if (Exit.isFailure(life))
-    return {
-      _tag: "Skip",
-      reason: Cause.pretty(life.cause),
-      log: Effect.logError("effect-cacheme: not cached").pipe(
-        Effect.annotateLogs({ ...annotations, cause: Cause.pretty(life.cause) })
-      )
-    }
+  const notCached = (cause: Cause.Cause<InvalidFields>): Storable => ({
+    _tag: "Skip",
+    reason: Cause.pretty(cause),
+    log: Effect.logError("effect-cacheme: not cached").pipe(
+      Effect.annotateLogs({ ...annotations, cause: Cause.pretty(cause) })
+    )
+  })
+  if (Exit.isFailure(life)) return notCached(life.cause)
+  const groups = valueGroupsOf(instance, value)
+  if (Exit.isFailure(groups)) return notCached(groups.cause)
+  const { freshMillis, lifeMillis } = life.value
   return {
     _tag: "Store",
-    fill: { value: encoded.value, freshMillis: life.value.freshMillis, lifeMillis: life.value.lifeMillis }
+    fill:
+      groups.value === undefined || groups.value.length === 0
+        ? { value: encoded.value, freshMillis, lifeMillis }
+        : { value: encoded.value, freshMillis, lifeMillis, groups: groups.value }
   }
 }
 

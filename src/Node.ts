@@ -41,7 +41,7 @@ import {
   makeValidator,
   runCallback
 } from "./internal/fields.ts"
-import { defaultKey, invalidKeyReason } from "./internal/keys.ts"
+import { defaultKey, epochSet, familyOfName, invalidKeyReason, tagSet } from "./internal/keys.ts"
 
 export {
   /**
@@ -86,6 +86,14 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
   readonly tags?: ReadonlyArray<string> | undefined
   /** The dependency groups of an entry, known from its fields before the value is loaded. */
   readonly invalidatedBy?: ((fields: Schema.Struct.Type<F>) => ReadonlyArray<InvalidNode.Instance>) | undefined
+  /**
+   * Dependency groups named by the loaded value (django-cacheme's `invalid_keys` reading `cacheme_result`): the
+   * group definitions (`families`) whose groups the value may name, and a function from the value (and the
+   * fields) to those groups. An invalidation of one of them, or a committing write's hold on it, that lands
+   * while the value loads keeps the value from ever being served, as for `invalidatedBy`. A group whose key is
+   * not of a declared family (see {@link ValueGroups}) keeps the value from being stored, with an error logged.
+   */
+  readonly invalidatedByValue?: ValueGroups<Schema.Struct.Type<F>, V["Type"]> | undefined
   /** Store a loaded value only when this returns true (e.g. not an empty list); it is returned either way. */
   readonly cacheWhen?: ((value: V["Type"], fields: Schema.Struct.Type<F>) => boolean) | undefined
   /**
@@ -119,6 +127,23 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
   readonly replace?: boolean | undefined
 }
 
+/**
+ * Groups named by a loaded value. Each group belongs to the family its key starts with (the key's part before
+ * its first `:`; a default key starts with its `InvalidNode`'s name): `families` must list the definitions of
+ * every family the value may name, so that a read can tell, in the round trip it makes anyway, whether any group of
+ * those families changed since the value was stored (see `docs/concepts.md`, "Groups named by the value"). The
+ * tags of those definitions (a `TableInvalidNode`'s table tag) become the entry's tags.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface ValueGroups<Fields, Value> {
+  /** The `InvalidNode`s (or `effect-cacheme/kysely` `TableInvalidNode`s) whose groups `groups` may name. */
+  readonly families: ReadonlyArray<InvalidNode.InvalidNode | { readonly group: InvalidNode.InvalidNode }>
+  /** The groups of one loaded value, instances of the `families`. */
+  readonly groups: (value: Value, fields: Fields) => ReadonlyArray<InvalidNode.Instance>
+}
+
 const TypeId = "~effect-cacheme/Node" as const
 
 /**
@@ -145,6 +170,11 @@ export interface Node<F extends Schema.Struct.Fields = any, V extends ValueSchem
   readonly version: string
   /** Every tag of the node, its name first. */
   readonly tags: ReadonlyArray<string>
+  /**
+   * The sets every entry carries for the groups its value may name (`invalidatedByValue`): the tags of their
+   * families and the families' epochs (`e:family`). Empty without.
+   */
+  readonly valueSets: ReadonlyArray<string>
   readonly leaseTtl: Duration.Duration | undefined
   /** Identifies the value Schema and version; an entry written under another stamp is a miss. */
   readonly stamp: string
@@ -306,6 +336,7 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
     options.stale === undefined || typeof options.stale === "boolean"
       ? options.stale
       : toDuration(name, "stale", options.stale)
+  const valueSets = valueSetsOf(name, options.invalidatedByValue)
 
   const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
     const keyed = runCallback(name, "key function", () => keyOf(values as Record<string, unknown>), checkKey)
@@ -347,6 +378,7 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
     stale,
     version,
     tags,
+    valueSets,
     leaseTtl: options.leaseTtl === undefined ? undefined : toDuration(name, "leaseTtl", options.leaseTtl),
     stamp: stampOf(name, options.value, version),
     codec: Schema.toCodecJson(options.value) as unknown as Schema.Codec<V["Type"], unknown>,
@@ -357,6 +389,25 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
   }
   registry.set(name, node)
   return node
+}
+
+/** The family tags and epochs of `invalidatedByValue`'s families; checks its shape at `Node.make`. */
+const valueSetsOf = (name: string, valueGroups: ValueGroups<any, any> | undefined): ReadonlyArray<string> => {
+  if (valueGroups === undefined) return []
+  const families = Array.isArray(valueGroups.families) ? valueGroups.families : []
+  if (families.length === 0 || typeof valueGroups.groups !== "function") {
+    throw new Error(`Node ${name}: invalidatedByValue needs families (InvalidNodes) and a groups function`)
+  }
+  const tags: Array<string> = []
+  const epochs: Array<string> = []
+  for (const family of families) {
+    const group = "group" in family ? family.group : family
+    if (typeof group?.name !== "string")
+      throw new Error(`Node ${name}: invalidatedByValue's families must be InvalidNodes`)
+    for (const tag of group.tags) tags.push(tagSet(tag))
+    epochs.push(epochSet(familyOfName(group.name)))
+  }
+  return [...new Set([...tags, ...epochs])]
 }
 
 /**

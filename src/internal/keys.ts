@@ -13,6 +13,38 @@ export const tagSet = (tag: string): string => `t:${tag}`
 /** Whether a set is a tag's (tags are few and shared by many entries; groups may be one per row). */
 export const isTagSet = (set: string): boolean => set.startsWith("t:")
 
+/**
+ * The epoch of a family of groups: a pseudo-set whose "stamp" every invalidation and hold of a group of the
+ * family replaces (when it exists). Entries whose groups are named by their value record it, so that a read can
+ * tell in its one round trip whether any group of the family changed since (see `protocol.ts`, "Value groups").
+ */
+export const epochSet = (family: string): string => `e:${family}`
+
+/** Whether a set is a family's epoch (no index, never invalidated itself, kept for ever like a tag's stamp). */
+export const isEpochSet = (set: string): boolean => set.startsWith("e:")
+
+/**
+ * The family of a group key: its part before the first `:` that is not escaped, which for a default key is its
+ * `InvalidNode`'s name as the key writes it (`user:1` and `user` are of the family `user`; `a\:b:1` of `a\:b`).
+ * Total on every key, so that whoever invalidates a group (by its instance, its key string, a captured write,
+ * the admin) bumps the same epoch.
+ */
+export const familyOfGroupKey = (groupKey: string): string => {
+  for (let i = 0; i < groupKey.length; i++) {
+    const char = groupKey.charCodeAt(i)
+    if (char === 92 /* \ */) i++
+    else if (char === 58 /* : */) return groupKey.slice(0, i)
+  }
+  return groupKey
+}
+
+/** The family an `InvalidNode` name gives its default keys (the name, escaped as a key part). */
+export const familyOfName = (name: string): string => escapePart(name)
+
+/** The epoch set that a change of `set`'s stamp bumps: a group's family's; none for tags and epochs. */
+export const epochOfSet = (set: string): string | undefined =>
+  set.startsWith("g:") ? epochSet(familyOfGroupKey(set.slice(2))) : undefined
+
 /** Checks a computed entry key: returns a reason when it cannot be used. */
 export const invalidKeyReason = (key: string): string | undefined =>
   key.length === 0

@@ -134,13 +134,17 @@ export const layoutOf = <Q>(
   return { keys, positions }
 }
 
-/** Judges one query from the replies of its batch's read (`positions`: its entry's, then its stamps'). */
+/**
+ * Judges one query from the replies of its batch's read (`positions`: its entry's, then its stamps'). A `Verify`
+ * (a record whose value named groups, one of whose families' epochs moved) is for the store to settle with one
+ * more read before the batch is answered.
+ */
 export const judgeAt = (
   query: Query,
   positions: ReadonlyArray<number>,
   replies: ReadonlyArray<string | null>,
   now: number
-): Lookup => {
+): Protocol.Judged => {
   const stamps = new Array<string | null>(positions.length - 1)
   for (let j = 1; j < positions.length; j++) stamps[j - 1] = replies[positions[j]!] ?? null
   return Protocol.judge(replies[positions[0]!] ?? null, query.sets, stamps, now, query.leaseMillis)

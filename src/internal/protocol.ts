@@ -18,10 +18,29 @@
  * - An **index** (`prefix~m:set`, a sorted set) lists the entries filled under a set, one member per filled
  *   incarnation (`fillToken + key`), scored by the entry's end of life. It is bookkeeping only (counts, the
  *   admin, reclaiming the memory of invalidated entries): correctness never reads it.
+ *
+ * ## Value groups
+ *
+ * A node may name groups from its loaded value (`invalidatedByValue`): they are unknown before the load, so no
+ * lookup can read their stamps before it starts. Each such group belongs to a **family** (its key's part before
+ * the first `:`), and each family has an **epoch**: a pseudo-set `e:family` whose "stamp" every invalidation and
+ * hold of any group of the family replaces, in the same step as the group's own stamp (when the epoch exists).
+ * The node lists the epochs of the families its value may name among its sets, so:
+ *
+ * - its lookup reads them in the same round trip as its other stamps, its lease makes them when missing, and its
+ *   load records them like any stamp;
+ * - the fill refuses the value when one of those epochs moved since (some group of the family changed during
+ *   the load), and otherwise reads (or makes) the stamps of the groups the value names and records them after
+ *   the others: they are the stamps those groups had when the load started, since none of them changed since;
+ * - a read serves such an entry in its one round trip while the epochs it recorded are current (no group of the
+ *   family changed since its stamps were recorded); when one moved, it reads the stamps of the value's groups
+ *   (a second round trip) and judges the entry on them, and when they are all still current it records the
+ *   epochs it read (a rewrite of the record's stamps, after the answer), so that the next read is one round trip
+ *   again.
  */
 import { randomBytes } from "node:crypto"
 import type { EntryInfo, Lookup, Sets, View } from "../CacheStore.ts"
-import { isTagSet } from "./keys.ts"
+import { isEpochSet, isTagSet } from "./keys.ts"
 
 // ---------------------------------------------------------------------------------------------------------------
 // Keys
@@ -76,7 +95,7 @@ export const newStamp = (): string => randomBytes(8).toString("base64url")
  * of tags, and of entries without expiry, live for ever (tags are few; a failed load drops the stamps it made).
  */
 export const stampLifeMillis = (set: string, lifeMillis: number | undefined): number | undefined =>
-  isTagSet(set) || lifeMillis === undefined ? undefined : 2 * lifeMillis
+  isTagSet(set) || isEpochSet(set) || lifeMillis === undefined ? undefined : 2 * lifeMillis
 
 /**
  * Whether a release (a failed or unstorable load) drops a stamp its lease created. A tag's never goes: tags are
@@ -85,7 +104,7 @@ export const stampLifeMillis = (set: string, lifeMillis: number | undefined): nu
  * groups leave nothing behind; the same race then costs another entry of that group one reload, never a stale
  * value.
  */
-export const dropsOnRelease = (set: string): boolean => !isTagSet(set)
+export const dropsOnRelease = (set: string): boolean => !isTagSet(set) && !isEpochSet(set)
 
 /** The first character of a hold marker. */
 export const holdMark = "!"
@@ -165,7 +184,11 @@ export interface Body {
 
 /** The record of a value. */
 export const valueRecord = (freshUntil: number | undefined, body: Body): string =>
-  `${format}V${zeros13}${noToken}${freshUntil === undefined ? zeros13 : digits13(Math.max(1, freshUntil))}${body.fillToken}\n${body.setsJson}\n${body.stamps}\n${body.value}`
+  `${valueRecordHead(freshUntil, body)}\n${body.value}`
+
+/** A value record up to its last stamp (a fill that adds the stamps of its value's groups ends it). */
+export const valueRecordHead = (freshUntil: number | undefined, body: Omit<Body, "value">): string =>
+  `${format}V${zeros13}${noToken}${freshUntil === undefined ? zeros13 : digits13(Math.max(1, freshUntil))}${body.fillToken}\n${body.setsJson}\n${body.stamps}`
 
 /** A record as read back. */
 export type Parsed =
@@ -265,30 +288,68 @@ export const holdsIncarnation = (head: string, fillToken: string): boolean =>
  * How the stamps a record recorded compare with the sets' current stamps:
  * - `Current`: all equal;
  * - `Soft`: same incarnations, some generation moved (a soft invalidation): usable as a stale value;
- * - `Dead`: some set was invalidated hard, held, evicted, or the record lists other sets.
+ * - `Dead`: some set was invalidated hard, held, evicted, or the record lists other sets;
+ * - `Verify`: the record lists groups named by its value, and the epoch of one of their families moved since they
+ *   were recorded: only their own stamps can tell (see {@link verified}).
  */
-export type StampCheck = "Current" | "Soft" | "Dead"
+export type StampCheck = "Current" | "Soft" | "Dead" | "Verify"
 
-export const checkStamps = (
-  body: Body,
-  setsJson: string,
+/**
+ * Compares recorded stamps with current ones, position by position. With the sets' `names`, the positions of
+ * epochs are not judged (an epoch is no stamp of the entry: it only tells whether the value's groups must be
+ * read); whether one of them moved is reported as `moved`.
+ */
+const compare = (
+  recorded: ReadonlyArray<string>,
   current: ReadonlyArray<string | null>,
-  joined: string | undefined
-): StampCheck => {
-  if (body.setsJson !== setsJson) return "Dead"
-  if (joined !== undefined && body.stamps === joined) return "Current"
-  const recorded = current.length === 0 ? [] : body.stamps.split(",")
-  if (recorded.length !== current.length) return "Dead"
+  names: ReadonlyArray<string> | undefined
+): { readonly check: "Current" | "Soft" | "Dead"; readonly moved: boolean } => {
   let soft = false
+  let moved = false
   for (let i = 0; i < current.length; i++) {
     const now = current[i]
     const then = recorded[i]!
-    if (now === null || now === undefined || isHold(now)) return "Dead"
+    if (names !== undefined && i < names.length && isEpochSet(names[i]!)) {
+      if (now !== then) moved = true
+      continue
+    }
+    if (now === null || now === undefined || isHold(now)) return { check: "Dead", moved }
     if (now === then) continue
-    if (incarnation(now) !== incarnation(then)) return "Dead"
+    if (incarnation(now) !== incarnation(then)) return { check: "Dead", moved }
     soft = true
   }
-  return soft ? "Soft" : "Current"
+  return { check: soft ? "Soft" : "Current", moved }
+}
+
+/**
+ * Whether a record's sets (`recordJson`) are the lookup's sets followed by groups its value named: the lookup's
+ * JSON without its closing `]`, then `,`.
+ */
+const extendsSets = (recordJson: string, json: string): boolean =>
+  recordJson.length > json.length &&
+  recordJson.charCodeAt(json.length - 1) === 44 /* , */ &&
+  recordJson.startsWith(json.slice(0, -1))
+
+export const checkStamps = (
+  body: Body,
+  sets: Sets,
+  current: ReadonlyArray<string | null>,
+  joined: string | undefined
+): StampCheck => {
+  if (body.setsJson !== sets.json) {
+    if (!sets.open || !extendsSets(body.setsJson, sets.json)) return "Dead"
+    // Groups named by the value follow the lookup's sets: judged here on the lookup's stamps, and read only when
+    // an epoch moved.
+    const recorded = body.stamps.split(",")
+    if (recorded.length !== parseSets(body.setsJson).length) return "Dead"
+    const { check, moved } = compare(recorded, current, sets.names)
+    return check === "Dead" ? "Dead" : moved ? "Verify" : check
+  }
+  if (joined !== undefined && body.stamps === joined) return "Current"
+  const recorded = current.length === 0 ? [] : body.stamps.split(",")
+  if (recorded.length !== current.length) return "Dead"
+  // Without groups named by the value, an epoch says nothing about this entry.
+  return compare(recorded, current, sets.open ? sets.names : undefined).check
 }
 
 /** The stamps as they are joined in a record, or `undefined` if one is missing or held (nothing can match). */
@@ -329,7 +390,9 @@ export const freshValue = (
   record: string | null,
   setsJson: string,
   stamps: ReadonlyArray<string | null>,
-  now: number
+  now: number,
+  /** The sets are open (`Sets.open`): the record may list groups named by its value after them. */
+  open = false
 ): string | undefined => {
   if (record === null || record.charCodeAt(offsets.format) !== 50 || record.charCodeAt(offsets.state) !== 86) {
     return undefined
@@ -339,7 +402,9 @@ export const freshValue = (
     if (!(freshUntil > now)) return undefined
   }
   const fillEnd = record.indexOf("\n", offsets.body)
-  if (fillEnd === -1 || !record.startsWith(setsJson, fillEnd + 1)) return undefined
+  if (fillEnd === -1) return undefined
+  if (open) return freshOpen(record, fillEnd, setsJson, stamps)
+  if (!record.startsWith(setsJson, fillEnd + 1)) return undefined
   let at = fillEnd + 1 + setsJson.length
   if (record.charCodeAt(at) !== 10) return undefined
   at++
@@ -360,6 +425,43 @@ export const freshValue = (
 }
 
 /**
+ * {@link freshValue} for open sets: the record's sets may go on after the lookup's with groups named by the
+ * value, whose stamps follow the lookup's; those are current when every stamp the lookup read (its epochs
+ * included) is the one recorded.
+ */
+const freshOpen = (
+  record: string,
+  fillEnd: number,
+  setsJson: string,
+  stamps: ReadonlyArray<string | null>
+): string | undefined => {
+  const head = setsJson.length - 1
+  if (!record.startsWith(setsJson.slice(0, head), fillEnd + 1)) return undefined
+  let at = fillEnd + 1 + head
+  const more = record.charCodeAt(at) === 44
+  if (more) {
+    at = record.indexOf("\n", at)
+    if (at === -1) return undefined
+  } else if (record.charCodeAt(at) !== 93 /* ] */ || record.charCodeAt(at + 1) !== 10) return undefined
+  else at++
+  at++
+  for (let i = 0; i < stamps.length; i++) {
+    const stamp = stamps[i]
+    if (stamp === null || stamp === undefined || stamp.charCodeAt(0) === 33 || !record.startsWith(stamp, at))
+      return undefined
+    at += stamp.length
+    if (record.charCodeAt(at) !== (i === stamps.length - 1 && !more ? 10 : 44)) return undefined
+    at++
+  }
+  if (more) {
+    at = record.indexOf("\n", at)
+    if (at === -1) return undefined
+    at++
+  }
+  return record.slice(at)
+}
+
+/**
  * Judges what a lookup read: the record at the key and the current stamps of the entry's sets. Shared by both
  * stores (the in-process one stores the same records).
  */
@@ -369,8 +471,8 @@ export const judge = (
   stamps: ReadonlyArray<string | null>,
   now: number,
   leaseMillis = Number.POSITIVE_INFINITY
-): Lookup => {
-  const fresh = freshValue(record, sets.json, stamps, now)
+): Judged => {
+  const fresh = freshValue(record, sets.json, stamps, now, sets.open === true)
   if (fresh !== undefined) return { _tag: "Hit", value: fresh }
   const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
   if (record === null) return { _tag: "Miss", view: { stamps, seen: "", present: false, holder: undefined, held } }
@@ -383,22 +485,110 @@ export const judge = (
       return { _tag: "Miss", view: { stamps, seen: "", present: true, holder, held } }
     }
     case "Value": {
-      const check = checkStamps(parsed.body, sets.json, stamps, joinStamps(stamps))
-      const fresh = parsed.freshUntil === undefined || parsed.freshUntil > now
-      if (check === "Current" && !parsed.soft && fresh) return { _tag: "Hit", value: parsed.body.value }
-      const view: View = {
-        stamps,
-        seen: parsed.body.fillToken,
-        present: true,
-        holder:
-          parsed.holder !== undefined && leaseIsLive(parsed.leaseUntil, now, leaseMillis) ? parsed.holder : undefined,
-        held
+      const check = checkStamps(parsed.body, sets, stamps, joinStamps(stamps))
+      if (check === "Verify") {
+        const groups = parseSets(parsed.body.setsJson).slice(sets.names.length)
+        return { _tag: "Verify", record: parsed, sets, stamps, groups, leaseMillis }
       }
-      if (check === "Dead") return { _tag: "Miss", view }
-      const staleFor = parsed.freshUntil === undefined ? 0 : Math.max(0, now - parsed.freshUntil)
-      return { _tag: "Stale", value: parsed.body.value, view, staleFor }
+      return valueLookup(parsed, check, stamps, held, now, leaseMillis)
     }
   }
+}
+
+/** What a value record comes to, once its stamps are judged. */
+const valueLookup = (
+  parsed: Extract<Parsed, { readonly _tag: "Value" }>,
+  check: "Current" | "Soft" | "Dead",
+  stamps: ReadonlyArray<string | null>,
+  held: boolean,
+  now: number,
+  leaseMillis: number
+): Lookup => {
+  const fresh = parsed.freshUntil === undefined || parsed.freshUntil > now
+  if (check === "Current" && !parsed.soft && fresh) return { _tag: "Hit", value: parsed.body.value }
+  const view: View = {
+    stamps,
+    seen: parsed.body.fillToken,
+    present: true,
+    holder: parsed.holder !== undefined && leaseIsLive(parsed.leaseUntil, now, leaseMillis) ? parsed.holder : undefined,
+    held
+  }
+  if (check === "Dead") return { _tag: "Miss", view }
+  const staleFor = parsed.freshUntil === undefined ? 0 : Math.max(0, now - parsed.freshUntil)
+  return { _tag: "Stale", value: parsed.body.value, view, staleFor }
+}
+
+/**
+ * A lookup that cannot judge its record alone: the record lists groups named by its value, and an epoch of their
+ * families moved since they were recorded. The store reads the current stamps of `groups` (the record's sets
+ * beyond the lookup's, in order) and hands them to {@link verified}.
+ */
+export interface Verify {
+  readonly _tag: "Verify"
+  readonly record: Extract<Parsed, { readonly _tag: "Value" }>
+  readonly sets: Sets
+  /** The stamps the lookup read (of `sets`). */
+  readonly stamps: ReadonlyArray<string | null>
+  readonly groups: ReadonlyArray<string>
+  /** The lease horizon the lookup was judged with. */
+  readonly leaseMillis: number
+}
+
+/** What {@link judge} makes of a lookup's reads. */
+export type Judged = Lookup | Verify
+
+/** A rewrite of a record's stamps after a verification: the epochs it recorded become the ones read. */
+export interface Reepoch {
+  readonly fillToken: string
+  /** The stamps line the record holds now (the rewrite applies only to that record, unchanged). */
+  readonly from: string
+  readonly to: string
+}
+
+/**
+ * Judges a record that needed its value's groups read ({@link Verify}), given their current stamps (`null`:
+ * none). The lookup's epochs are not judged (they only said the groups must be read); every other stamp is, the
+ * groups' included. When every stamp is current and every epoch the lookup read exists, `reepoch` rewrites the
+ * record's epochs to those, so that the next read is one round trip: safe because the lookup read the epochs
+ * before the groups' stamps were read, so any change of those stamps after that read moves an epoch again.
+ */
+export const verified = (
+  verify: Verify,
+  groupStamps: ReadonlyArray<string | null>,
+  now: number
+): { readonly lookup: Lookup; readonly reepoch: Reepoch | undefined } => {
+  const { record, sets, stamps, leaseMillis } = verify
+  const recorded = record.body.stamps.split(",")
+  const { check } = compare(recorded, [...stamps, ...groupStamps], sets.names)
+  const held = stamps.some((stamp) => stamp !== null && isHold(stamp))
+  const lookup = valueLookup(record, check, stamps, held, now, leaseMillis)
+  if (check !== "Current") return { lookup, reepoch: undefined }
+  const to = recorded.slice()
+  for (let i = 0; i < sets.names.length; i++) {
+    if (!isEpochSet(sets.names[i]!)) continue
+    const epoch = stamps[i]
+    if (epoch === null || epoch === undefined) return { lookup, reepoch: undefined }
+    to[i] = epoch
+  }
+  const line = to.join(",")
+  return {
+    lookup,
+    reepoch:
+      line === record.body.stamps ? undefined : { fillToken: record.body.fillToken, from: record.body.stamps, to: line }
+  }
+}
+
+/**
+ * A record with its stamps line replaced, if it is still the record a {@link Reepoch} was made from (same fill,
+ * same stamps); `undefined` otherwise.
+ */
+export const reepochRecord = (record: string, reepoch: Reepoch): string | undefined => {
+  const parsed = parse(record)
+  if (parsed._tag !== "Value" || parsed.body.fillToken !== reepoch.fillToken || parsed.body.stamps !== reepoch.from)
+    return undefined
+  const first = record.indexOf("\n", offsets.body)
+  const second = record.indexOf("\n", first + 1)
+  return `${record.slice(0, second + 1)}${reepoch.to}${record.slice(second + 1 + reepoch.from.length)}`
 }
 
 /** What the admin sees of a value record, given the current stamps of its sets. */
@@ -410,7 +600,12 @@ export const describe = (
   ttlMillis: number | undefined,
   now: number
 ): EntryInfo => {
-  const check = checkStamps(parsed.body, JSON.stringify(sets), stamps, joinStamps(stamps))
+  // Every stamp is at hand, the value's groups' included: epochs are not judged.
+  const recorded = sets.length === 0 ? [] : parsed.body.stamps.split(",")
+  const check =
+    parsed.body.setsJson !== JSON.stringify(sets) || recorded.length !== stamps.length
+      ? "Dead"
+      : compare(recorded, stamps, sets).check
   const freshness: Freshness =
     check === "Dead"
       ? { _tag: "Dead" }
@@ -425,6 +620,6 @@ export const describe = (
     freshness,
     ttlMillis,
     leased: parsed.holder !== undefined && parsed.leaseUntil > now,
-    sets
+    sets: sets.filter((set) => !isEpochSet(set))
   }
 }

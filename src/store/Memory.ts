@@ -18,6 +18,7 @@ import {
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
+import { epochOfSet, isEpochSet } from "../internal/keys.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 
@@ -96,13 +97,26 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         entries.delete(key)
         entries.set(key, slot)
       }
-      return Protocol.judge(
+      const judged = Protocol.judge(
         slot?.value ?? null,
         sets,
         sets.names.map((set) => stamp(set, now)),
         now,
         leaseMillis
       )
+      if (judged._tag !== "Verify") return judged
+      // An epoch moved: the value's groups' own stamps decide, and when they are current the record takes the
+      // epochs read (the same step here, so the next read needs no verification).
+      const { lookup, reepoch } = Protocol.verified(
+        judged,
+        judged.groups.map((set) => stamp(set, now)),
+        now
+      )
+      if (reepoch !== undefined && slot !== undefined) {
+        const rewritten = Protocol.reepochRecord(slot.value, reepoch)
+        if (rewritten !== undefined) slot.value = rewritten
+      }
+      return lookup
     }
 
     const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined) =>
@@ -122,8 +136,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       lifeMillis?: number | undefined
     ) =>
       withClock((now): Leasing => {
-        const take = (): Leasing => {
-          setEntry(key, Protocol.leaseRecord(token, now + leaseMillis), now + leaseMillis)
+        // The stamps the load records: the lookup's, and for sets that had none (or were held), the current one
+        // or one made now.
+        const leased = (): Leasing => {
           const created: Array<boolean> = []
           const recorded = sets.names.map((set, i) => {
             const looked = view.stamps[i] ?? null
@@ -136,6 +151,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             return fresh
           })
           return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }
+        }
+        const take = (): Leasing => {
+          setEntry(key, Protocol.leaseRecord(token, now + leaseMillis), now + leaseMillis)
+          return leased()
         }
         const slot = liveSlot(entries, key, now)
         if (slot === undefined) return take()
@@ -159,9 +178,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             }
             setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis) + token)
             slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
-            const created = view.stamps.map(() => false)
-            const recorded = view.stamps.map((current) => current!)
-            return { _tag: "Leased", stamps: recorded, created, held: recorded.some(Protocol.isHold) }
+            return leased()
           }
         }
       })
@@ -183,26 +200,60 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const notices = Notices.makeNotices()
 
+    /**
+     * The stamps of the groups a value named, read (or made) now, if the fill may record them: `undefined` when
+     * an epoch of the entry moved since the lease recorded it, or a group is held.
+     */
+    const groupStamps = (
+      sets: Sets,
+      recorded: ReadonlyArray<string>,
+      groups: ReadonlyArray<string>,
+      lifeMillis: number | undefined,
+      now: number
+    ): ReadonlyArray<string> | undefined => {
+      for (let i = 0; i < sets.names.length; i++)
+        if (isEpochSet(sets.names[i]!) && stamp(sets.names[i]!, now) !== recorded[i]) return undefined
+      const found = groups.map((set) => stamp(set, now))
+      if (found.some((current) => current !== null && Protocol.isHold(current))) return undefined
+      return found.map((current, i) => {
+        if (current !== null) return current
+        const fresh = Protocol.newStamp()
+        const life = Protocol.stampLifeMillis(groups[i]!, lifeMillis)
+        stamps.set(groups[i]!, { value: fresh, expiresAt: life === undefined ? Number.POSITIVE_INFINITY : now + life })
+        return fresh
+      })
+    }
+
     const fill = (key: string, token: string, sets: Sets, recorded: ReadonlyArray<string>, value: Fill) =>
       withClock((now) => {
         const current = record(key, now)
         if (!leasedTo(current, token)) return false
+        const groups = value.groups ?? []
+        const named = groups.length === 0 ? [] : groupStamps(sets, recorded, groups, value.lifeMillis, now)
+        if (named === undefined) {
+          // A group of the value changed (or is held) since the load started: refused, and the lease given up.
+          dropLease(key, token, now)
+          notices.notify(key)
+          return false
+        }
         // A refresh replaces a value: its members leave the indexes.
         const replaced = Protocol.parse(current)
         if (replaced._tag === "Value") leaveIndexes(key, replaced.body)
         const expiresAt = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+        const names = groups.length === 0 ? sets.names : [...sets.names, ...groups]
         setEntry(
           key,
           Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
             fillToken: token,
-            setsJson: sets.json,
-            stamps: recorded.join(","),
+            setsJson: groups.length === 0 ? sets.json : JSON.stringify(names),
+            stamps: (groups.length === 0 ? recorded : [...recorded, ...named]).join(","),
             value: value.value
           }),
           expiresAt
         )
         const member = Protocol.indexMember(token, key)
-        sets.names.forEach((set) => {
+        names.forEach((set) => {
+          if (isEpochSet(set)) return
           let index = indexes.get(set)
           if (index === undefined) {
             index = new Map()
@@ -247,7 +298,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const leaveIndexes = (key: string, body: Protocol.Body, except?: string) => {
       const member = Protocol.indexMember(body.fillToken, key)
       for (const set of Protocol.setsOf(body)) {
-        if (set === except) continue
+        if (set === except || isEpochSet(set)) continue
         const index = indexes.get(set)
         index?.delete(member)
         if (index?.size === 0) {
@@ -317,7 +368,17 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       return count
     }
 
+    /**
+     * Replaces the epoch of `set`'s family, if it exists: with every change of a group's stamp (or a hold on it),
+     * so that entries that recorded the epoch read their value's groups again.
+     */
+    const bump = (set: string, now: number) => {
+      const epoch = epochOfSet(set)
+      if (epoch !== undefined && stamp(epoch, now) !== null) stamps.get(epoch)!.value = Protocol.newStamp()
+    }
+
     const invalidateStamp = (set: string, mode: Mode, now: number): string | null => {
+      bump(set, now)
       const old = stamp(set, now)
       if (old === null || Protocol.isHold(old)) return old
       if (mode === "hard") stamps.delete(set)
@@ -335,6 +396,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const hold = (setIds: ReadonlyArray<string>, token: string, holdMillis: number) =>
       withClock((now) =>
         setIds.map((set) => {
+          bump(set, now)
           const old = stamp(set, now)
           const slot = stamps.get(set)
           if (old !== null && Protocol.isHold(old)) {
@@ -350,6 +412,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {
         for (const set of setIds) {
+          bump(set, now)
           const current = stamp(set, now)
           if (current !== null && Protocol.isHold(current)) {
             const tokens = current.slice(1).split(",")

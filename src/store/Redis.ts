@@ -27,6 +27,7 @@ import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob, escapeGlob } from "../internal/glob.ts"
 import * as Deadlines from "../internal/deadlines.ts"
 import * as LookupBatch from "../internal/lookupBatch.ts"
+import { epochOfSet, isEpochSet } from "../internal/keys.ts"
 import * as Notices from "../internal/notices.ts"
 import * as Protocol from "../internal/protocol.ts"
 import * as Scripts from "./scripts.ts"
@@ -113,6 +114,22 @@ const sweeperSymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/swee
 /** The index sweep of a Redis store (or of the tiered store over it); `undefined` for any other store. */
 export const sweeperOf = (store: CacheStore["Service"]): Sweeper | undefined =>
   (store as { readonly [sweeperSymbol]?: Sweeper })[sweeperSymbol]
+
+/** Where a Redis store keeps its verification of records whose value named groups, for the tiered store. */
+const verifySymbol: unique symbol = Symbol.for("effect-cacheme/store/Redis/verify")
+
+/**
+ * Settles what lookups of `keys` judged: the records to verify (`Protocol.Verify`) read their value's groups'
+ * stamps, all in one more read; the others are answered as judged.
+ */
+export type Settle = (
+  keys: ReadonlyArray<string>,
+  judged: ReadonlyArray<Protocol.Judged>
+) => Promise<ReadonlyArray<Lookup>>
+
+/** The verification of a Redis store (see {@link Settle}); `undefined` for any other store. */
+export const verifierOf = (store: CacheStore["Service"]): Settle | undefined =>
+  (store as { readonly [verifySymbol]?: Settle })[verifySymbol]
 
 /** How often (in fills per process) a fill also drops the index members whose life is over. */
 const pruneEvery = 16
@@ -242,12 +259,66 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       return keys
     }
 
+    /**
+     * Settles judged lookups of `keys`: records whose value named groups, one of whose families' epochs moved
+     * (`Verify`), are judged on those groups' stamps, all read in one more `MGET`; when they are all current, the
+     * record takes the epochs its lookup read (a rewrite sent after the answer, which nobody waits for: a read
+     * that still finds the old epochs verifies again).
+     */
+    const settle = async (
+      keys: ReadonlyArray<string>,
+      judged: ReadonlyArray<Protocol.Judged>
+    ): Promise<ReadonlyArray<Lookup>> => {
+      const pending: Array<number> = []
+      const stampKeys: Array<string> = []
+      judged.forEach((one, i) => {
+        if (one._tag !== "Verify") return
+        pending.push(i)
+        for (const group of one.groups) stampKeys.push(stampKey(group))
+      })
+      if (pending.length === 0) return judged as ReadonlyArray<Lookup>
+      const stamps = await getMany(stampKeys)
+      const now = Date.now()
+      const answers = judged.slice()
+      let at = 0
+      for (const i of pending) {
+        const one = judged[i] as Protocol.Verify
+        const { lookup, reepoch } = Protocol.verified(one, stamps.slice(at, at + one.groups.length), now)
+        at += one.groups.length
+        answers[i] = lookup
+        if (reepoch !== undefined)
+          scripts.cachemeReepoch!(entryKey(keys[i]!), reepoch.fillToken, reepoch.from, reepoch.to).catch(
+            () => undefined
+          )
+      }
+      return answers as ReadonlyArray<Lookup>
+    }
+
+    /**
+     * {@link settle} under the store's command deadline, for every read path (this store's batches and the tiered
+     * store's tracked reads): judged lookups without a `Verify` are answered at once, with no further step.
+     */
+    const settleWith: Settle = (keys, judged) => {
+      if (!judged.some((one) => one._tag === "Verify")) return Promise.resolve(judged as ReadonlyArray<Lookup>)
+      return new Promise((resolve, reject) => {
+        deadlined(
+          "lookup",
+          () => settle(keys, judged),
+          (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error))
+        )
+      })
+    }
+
     const keysOfQuery = (query: LookupBatch.Query) => {
       const stamps = stampKeysOf(query.sets)
       return stamps.length === 0 ? [entryKey(query.key)] : [entryKey(query.key), ...stamps]
     }
 
-    /** One `MGET` of the distinct keys of a batch of lookups (a `GET` each on a Cluster), each then judged. */
+    /**
+     * One `MGET` of the distinct keys of a batch of lookups (a `GET` each on a Cluster), each then judged; records
+     * whose value named groups, one of whose families' epochs moved, are then settled with one more read (see
+     * {@link settle}), which only open sets (a node whose value names groups) can need.
+     */
     const readLookups = (queries: ReadonlyArray<LookupBatch.Query>): Promise<ReadonlyArray<Lookup>> =>
       new Promise((resolve, reject) => {
         const { keys, positions } = LookupBatch.layoutOf(queries, keysOfQuery)
@@ -257,7 +328,17 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           (outcome) => {
             if (!outcome.ok) return reject(outcome.error)
             const now = Date.now()
-            resolve(queries.map((query, i) => LookupBatch.judgeAt(query, positions[i]!, outcome.value, now)))
+            let verify = false
+            const judged = queries.map((query, i) => {
+              const one = LookupBatch.judgeAt(query, positions[i]!, outcome.value, now)
+              if (one._tag === "Verify") verify = true
+              return one
+            })
+            if (!verify) return resolve(judged as ReadonlyArray<Lookup>)
+            settleWith(
+              queries.map((query) => query.key),
+              judged
+            ).then(resolve, reject)
           }
         )
       })
@@ -380,31 +461,101 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         releaseLate(key, token, sets)
       )
 
+    // The sets that have an index (an epoch has none), made once per set list.
+    const indexedBySets = new WeakMap<Sets, ReadonlyArray<string>>()
+    const indexedOf = (sets: Sets) => {
+      let names = indexedBySets.get(sets)
+      if (names === undefined) {
+        names = sets.open ? sets.names.filter((set) => !isEpochSet(set)) : sets.names
+        indexedBySets.set(sets, names)
+      }
+      return names
+    }
+
     const fill = (key: string, token: string, sets: Sets, stamps: ReadonlyArray<string>, value: Fill) =>
       run("fill", async () => {
         const now = Date.now()
-        const record = Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
-          fillToken: token,
-          setsJson: sets.json,
-          stamps: stamps.join(","),
-          value: value.value
-        })
+        const freshUntil = value.freshMillis === undefined ? undefined : now + value.freshMillis
+        const groups = value.groups ?? []
         const life = value.lifeMillis ?? -1
         const score = value.lifeMillis === undefined ? "+inf" : String(now + value.lifeMillis)
         const member = Protocol.indexMember(token, key)
         const prune = fills++ % pruneEvery === 0 ? "1" : "0"
+        const indexed = groups.length === 0 ? indexedOf(sets) : [...indexedOf(sets), ...groups]
+        const body = {
+          fillToken: token,
+          setsJson: groups.length === 0 ? sets.json : JSON.stringify([...sets.names, ...groups]),
+          stamps: stamps.join(",")
+        }
+        // The epochs the lease recorded, which the fill checks, and the life of a group stamp it makes.
+        const epochs = groups.length === 0 ? [] : sets.names.flatMap((set, i) => (isEpochSet(set) ? [i] : []))
+        const stampLife = groups.length === 0 ? undefined : Protocol.stampLifeMillis(groups[0]!, value.lifeMillis)
         if (!isCluster) {
-          const indexes = sets.names.map(indexKey)
-          const args = [token, record, life, indexes.length, score, member, prune, now, noticeChannel(key)]
-          const reply = (await scripts.cachemeFill!(
-            1 + indexes.length,
-            entryKey(key),
-            ...indexes,
-            ...args
-          )) as FillReply
+          const indexes = indexed.map(indexKey)
+          const channel = noticeChannel(key)
+          const reply = (
+            groups.length === 0
+              ? await scripts.cachemeFill!(
+                  1 + indexes.length,
+                  entryKey(key),
+                  ...indexes,
+                  token,
+                  `${Protocol.valueRecordHead(freshUntil, body)}\n${value.value}`,
+                  life,
+                  indexes.length,
+                  score,
+                  member,
+                  prune,
+                  now,
+                  channel
+                )
+              : await scripts.cachemeFill!(
+                  1 + indexes.length + epochs.length + groups.length,
+                  entryKey(key),
+                  ...indexes,
+                  ...epochs.map((i) => stampKey(sets.names[i]!)),
+                  ...groups.map(stampKey),
+                  token,
+                  Protocol.valueRecordHead(freshUntil, body),
+                  life,
+                  indexes.length,
+                  score,
+                  member,
+                  prune,
+                  now,
+                  channel,
+                  epochs.length,
+                  groups.length,
+                  ...epochs.map((i) => stamps[i]!),
+                  ...groups.map(() => Protocol.newStamp()),
+                  stampLife ?? -1,
+                  `\n${value.value}`
+                )
+          ) as FillReply
           return leftIndexes(key, reply)
         }
-        // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it.
+        // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it. The stamps of
+        // the value's groups are read (or made) first, then the epochs checked, then the record written: a group
+        // changed after its stamp was read moves an epoch after that read (see `bump`).
+        let named: ReadonlyArray<string> = []
+        if (groups.length > 0) {
+          named = await Promise.all(
+            groups.map((set) => {
+              const fresh = Protocol.newStamp()
+              const write =
+                stampLife === undefined
+                  ? client.call("SET", stampKey(set), fresh, "NX", "GET")
+                  : client.call("SET", stampKey(set), fresh, "PX", stampLife, "NX", "GET")
+              return write.then((before) => (before === null ? fresh : String(before)))
+            })
+          )
+          const current = await getMany(epochs.map((i) => stampKey(sets.names[i]!)))
+          if (named.some(Protocol.isHold) || current.some((epoch, j) => epoch !== stamps[epochs[j]!])) {
+            await scripts.cachemeRelease!(entryKey(key), token, noticeChannel(key))
+            return false
+          }
+        }
+        const record = `${Protocol.valueRecordHead(freshUntil, named.length === 0 ? body : { ...body, stamps: [...stamps, ...named].join(",") })}\n${value.value}`
         const reply = (await scripts.cachemeFill!(
           1,
           entryKey(key),
@@ -419,7 +570,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         )) as FillReply
         if (!(await leftIndexes(key, reply))) return false
         await Promise.all(
-          sets.names.flatMap((set) => [
+          indexed.flatMap((set) => [
             ...(prune === "1" ? [client.zremrangebyscore(indexKey(set), "-inf", `(${now}`)] : []),
             client.zadd(indexKey(set), score, member)
           ])
@@ -456,7 +607,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     ): Array<Promise<unknown>> => {
       const member = Protocol.indexMember(fillToken, key)
       return Protocol.parseSets(setsJson)
-        .filter((set) => set !== except)
+        .filter((set) => set !== except && !isEpochSet(set))
         .map((set) => client.zrem(indexKey(set), member))
     }
 
@@ -558,29 +709,68 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       })
     }
 
+    /**
+     * Changes the stamps of `sets` (`change` gets a set and the keys its script takes) and bumps the epochs of
+     * their families. On a single Redis a group's epoch is the script's second key, bumped in the same step; on a
+     * Cluster it lives on another slot, and is bumped before and after the change, each step waiting for the one
+     * before: a fill that read the epoch before the change then refuses, a read after it verifies.
+     */
+    const changingStamps = async <A>(
+      sets: ReadonlyArray<string>,
+      change: (set: string, keys: ReadonlyArray<string>) => Promise<A>
+    ): Promise<Array<A>> => {
+      if (!isCluster)
+        return Promise.all(
+          sets.map((set) => {
+            const epoch = epochOfSet(set)
+            return change(set, epoch === undefined ? [stampKey(set)] : [stampKey(set), stampKey(epoch)])
+          })
+        )
+      const epochs = [...new Set(sets.flatMap((set) => epochOfSet(set) ?? []))].map(stampKey)
+      const bumpAll = () => Promise.all(epochs.map((epoch) => scripts.cachemeBump!(epoch, Protocol.newStamp())))
+      await bumpAll()
+      const results = await Promise.all(sets.map((set) => change(set, [stampKey(set)])))
+      await bumpAll()
+      return results
+    }
+
     const invalidateSet = (set: string, mode: Mode) =>
-      run("invalidateSet", () => scripts.cachemeInvalidateStamp!(stampKey(set), mode) as Promise<string>).pipe(
-        Effect.flatMap((old) => reclaim(set, old, mode))
-      )
+      run("invalidateSet", async () => {
+        const [old] = await changingStamps(
+          [set],
+          (_, keys) =>
+            scripts.cachemeInvalidateStamp!(keys.length, ...keys, mode, Protocol.newStamp()) as Promise<string>
+        )
+        return old!
+      }).pipe(Effect.flatMap((old) => reclaim(set, old, mode)))
 
     /**
-     * Holds one set: one plain `SET stamp !<holdMillis>:<token> PX holdMillis GET` puts the hold marker in place of
-     * whatever stamp was there and returns it. Only when that was another writer's hold marker (their holds are
-     * now to be merged back) or a key of another type (the `SET` failed) does a second step follow, the
-     * `mergeHold` script. Resolves to the stamp before ("" none, or a hold marker) and the marker now.
+     * Holds one set (`keys`: its stamp, and on a single Redis its family's epoch when it has one): one plain
+     * `SET stamp !<holdMillis>:<token> PX holdMillis GET` puts the hold marker in place of whatever stamp was there
+     * and returns it; with an epoch, a plain `SET epoch <fresh> XX` is sent right after it on the same connection,
+     * so Redis runs it after the stamp changed (a bump must never come before a stamp change that a read could
+     * verify against: invariant 8). Only when the stamp was another writer's hold marker (their holds are now to be
+     * merged back: marker to marker, no bump needed) or a key of another type (the `SET` failed: the epoch is bumped
+     * again once the marker stands) does a second step follow, the `mergeHold` script. Resolves to the stamp
+     * before ("" none, or a hold marker) and the marker now.
      */
-    const holdSet = async (set: string, token: string, holdMillis: number) => {
-      const key = stampKey(set)
+    const holdSet = async (keys: ReadonlyArray<string>, token: string, holdMillis: number) => {
+      const [key, epoch] = keys as [string, string?]
       const element = Protocol.holdElement(token, holdMillis)
       const marker = Protocol.holdMark + element
+      const held = client.call("SET", key, marker, "PX", holdMillis, "GET")
+      const bumped = epoch === undefined ? undefined : client.call("SET", epoch, Protocol.newStamp(), "XX")
       let before: unknown
       try {
-        before = await client.call("SET", key, marker, "PX", holdMillis, "GET")
+        before = await held
       } catch (cause) {
+        bumped?.catch(() => undefined)
         if (!String((cause as Error)?.message ?? cause).startsWith("WRONGTYPE")) throw cause
         await scripts.cachemeMergeHold!(key, element, "")
+        if (epoch !== undefined) await client.call("SET", epoch, Protocol.newStamp(), "XX")
         return { old: "", marker }
       }
+      await bumped
       const old = before === null || before === undefined ? "" : String(before)
       if (Protocol.isHold(old)) await scripts.cachemeMergeHold!(key, element, old)
       return { old, marker }
@@ -588,7 +778,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
       const millis = Math.max(1, Math.ceil(holdMillis))
-      return run("hold", () => Promise.all(sets.map((set) => holdSet(set, token, millis)))).pipe(
+      return run("hold", () => changingStamps(sets, (_, keys) => holdSet(keys, token, millis))).pipe(
         Effect.flatMap((held) => Effect.forEach(sets, (set, i) => reclaim(set, held[i]!.old, "hard", held[i]!.marker)))
       )
     }
@@ -600,8 +790,12 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       Effect.andThen(
         nextTurn,
         run("releaseHold", () =>
-          Promise.all(
-            sets.map((set) => scripts.cachemeReleaseHold!(stampKey(set), token) as Promise<[number, string?]>)
+          changingStamps(
+            sets,
+            (_, keys) =>
+              scripts.cachemeReleaseHold!(keys.length, ...keys, token, Protocol.newStamp()) as Promise<
+                [number, string?]
+              >
           )
         ).pipe(
           // A load may have been stored after a hold lapsed: its stamp is gone now, and so are its entries.
@@ -762,6 +956,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     return {
       [clientSymbol]: client,
       [sweeperSymbol]: sweeper,
+      [verifySymbol]: settleWith,
       kind: "redis",
       prefix,
       prefixSource: options.prefix === undefined ? "settings" : "option",

@@ -31,7 +31,8 @@ import * as Deadlines from "../internal/deadlines.ts"
 import * as LookupBatch from "../internal/lookupBatch.ts"
 import * as Protocol from "../internal/protocol.ts"
 import { LocalTier, type TierStats } from "../internal/tier.ts"
-import { makeRedisStore, type RedisOptions } from "./Redis.ts"
+import { epochOfSet } from "../internal/keys.ts"
+import { makeRedisStore, type RedisOptions, verifierOf } from "./Redis.ts"
 import * as Scripts from "./scripts.ts"
 
 /**
@@ -95,6 +96,8 @@ type TrackedRead = (keys: ReadonlyArray<string>) => Promise<Array<string | numbe
 
 /** One lookup of a tracked read: the Redis keys it reads (the entry first, then its stamps) and its sets. */
 interface Tracked {
+  /** The entry's key (prefix excluded). */
+  readonly key: string
   readonly keys: ReadonlyArray<string>
   readonly sets: Sets
 }
@@ -346,7 +349,8 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
      * several requests share is read once), each request judged and, when it is a hit, its keys kept under its
      * own ticket (so one request's miss never keeps another's copies, and an invalidation of a key voids only
      * the requests that read it). A reply that comes after the deadline still ends its tickets (and keeps its
-     * hits' copies); a failure ends them without copies.
+     * hits' copies); a failure ends them without copies. Records whose value named groups, one of whose families'
+     * epochs moved, are then settled by the Redis store (one more read, see `verifierOf`); only open sets can need it.
      */
     const readTracked = (
       read: TrackedRead,
@@ -357,7 +361,8 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         const sentAt = performance.now()
         const tickets = requests.map((request) => tier.beginRead(request.keys, sentAt))
         const { keys, positions: layout } = LookupBatch.layoutOf(requests, (request) => request.keys)
-        const judged = (flat: Array<string | number | null>): ReadonlyArray<Lookup> => {
+        let verify = false
+        const judged = (flat: Array<string | number | null>): ReadonlyArray<Protocol.Judged> => {
           const values: Array<string | null> = []
           const lives: Array<number> = []
           for (let i = 0; i < flat.length; i += 2) {
@@ -369,6 +374,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           return requests.map((request, r) => {
             const own = layout[r]!.map((position) => values[position] ?? null)
             const lookup = Protocol.judge(own[0] ?? null, request.sets, own.slice(1), now, leaseMillis(r))
+            if (lookup._tag === "Verify") verify = true
             // Only a hit's keys are kept: nothing else is ever answered from the tier.
             tier.endRead(
               tickets[r]!,
@@ -397,7 +403,15 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
               throw cause
             }
           },
-          (outcome) => (outcome.ok ? resolve(judged(outcome.value)) : reject(outcome.error)),
+          (outcome) => {
+            if (!outcome.ok) return reject(outcome.error)
+            const lookups = judged(outcome.value)
+            if (!verify) return resolve(lookups as ReadonlyArray<Lookup>)
+            settle(
+              requests.map((request) => request.key),
+              lookups
+            ).then(resolve, reject)
+          },
           lookupTimedOut,
           lookupFailed,
           judged
@@ -428,7 +442,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
             queries.map(({ key, sets }) => {
               const stampKeys = stampKeysOf(sets).keys
               const ek = entryKey(key)
-              return { keys: stampKeys.length === 0 ? [ek] : [ek, ...stampKeys], sets }
+              return { key, keys: stampKeys.length === 0 ? [ek] : [ek, ...stampKeys], sets }
             }),
             (r) => queries[r]!.leaseMillis
           )
@@ -448,8 +462,13 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         if (stamp === undefined) return undefined
         copies.push(stamp)
       }
-      return Protocol.freshValue(record, sets.json, copies, Date.now())
+      return Protocol.freshValue(record, sets.json, copies, Date.now(), sets.open === true)
     }
+
+    // A record whose value named groups, one of whose families' epochs moved, is verified by the Redis store (a
+    // read of those groups' stamps); its keys are not kept (the verification rewrites the record, and the next
+    // tracked read keeps it).
+    const settle = verifierOf(base)!
 
     /**
      * Whether a read of an entry may use the tier (and keep its copies): the caller's hint (`false`: never, `true`:
@@ -511,7 +530,11 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           answers[i] = { _tag: "Hit", value: fresh }
           return
         }
-        tracked.push({ keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys], sets: request.sets })
+        tracked.push({
+          key: request.key,
+          keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys],
+          sets: request.sets
+        })
         trackedAt.push(i)
       })
       if (tracked.length === 0 && untracked.length === 0) return Effect.succeed(answers)
@@ -551,6 +574,11 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       )
 
     const setKeys = (sets: ReadonlyArray<string>) => sets.map((set) => Protocol.stampKey(prefix, set))
+    /** The stamps a change of `sets` touches: theirs, and their families' epochs. */
+    const changedKeys = (sets: ReadonlyArray<string>) => [
+      ...setKeys(sets),
+      ...setKeys(sets.flatMap((set) => epochOfSet(set) ?? []))
+    ]
 
     const store: CacheStore["Service"] = {
       ...base,
@@ -563,14 +591,14 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
           ...stampKeysOf(sets).keys
         ]),
       fill: (key, token, sets, stamps, fill) =>
-        dropping(base.fill(key, token, sets, stamps, fill), () => [entryKey(key)]),
+        dropping(base.fill(key, token, sets, stamps, fill), () => [entryKey(key), ...setKeys(fill.groups ?? [])]),
       renew: (key, token, leaseMillis) => dropping(base.renew(key, token, leaseMillis), () => [entryKey(key)]),
       release: (key, token, sets, stamps, created) =>
         dropping(base.release(key, token, sets, stamps, created), () => [entryKey(key), ...stampKeysOf(sets).keys]),
       invalidate: (keys, mode: Mode) => dropping(base.invalidate(keys, mode), () => keys.map(entryKey)),
-      invalidateSet: (set, mode: Mode) => dropping(base.invalidateSet(set, mode), () => setKeys([set])),
-      hold: (sets, token, holdMillis) => dropping(base.hold(sets, token, holdMillis), () => setKeys(sets)),
-      releaseHold: (sets, token) => dropping(base.releaseHold(sets, token), () => setKeys(sets)),
+      invalidateSet: (set, mode: Mode) => dropping(base.invalidateSet(set, mode), () => changedKeys([set])),
+      hold: (sets, token, holdMillis) => dropping(base.hold(sets, token, holdMillis), () => changedKeys(sets)),
+      releaseHold: (sets, token) => dropping(base.releaseHold(sets, token), () => changedKeys(sets)),
       // The keys a pattern reaches are only known to the scan: the whole tier goes.
       invalidatePattern: (pattern, mode: Mode) =>
         Effect.ensuring(

@@ -137,23 +137,70 @@ return {${LeaseReply.Leased}}`
 )
 
 /** Reply codes of `fill`. */
-export const FillReply = { Lost: 0, Stored: 1 } as const
+export const FillReply = { Lost: 0, Stored: 1, Refused: 2 } as const
+
+/** Gives up the lease of the record `rec` at KEYS[1] (held by the caller) and publishes on channel `ARGV[n]`. */
+const giveUp = (channel: string) => `if ${stateOf("rec")} == 'L' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SETRANGE', KEYS[1], ${lua.leaseUntil - 1}, ${noLease})
+end
+if ${channel} ~= nil and ${channel} ~= '' then redis.call('PUBLISH', ${channel}, '') end`
 
 /**
- * KEYS[1] entry, then (single Redis) the n indexes of its sets; ARGV token, record, lifeMillis (-1: for ever), n,
- * index score, index member, prune ("1": drop index members whose life ended before ARGV now), now, the key's
- * notice channel ("": none; published on when stored, see `internal/notices.ts`) -> {0} lost
- * (the lease is not ours) | {1} stored | {1, fill token, sets JSON} stored over a value (a refresh): the value it
- * replaced is to leave the indexes.
+ * KEYS[1] entry, then (single Redis) the m indexes of its sets, the e epochs it recorded and the k stamps of the
+ * groups its value named; ARGV token, record (with k groups: its head, up to the last stamp of its sets),
+ * lifeMillis (-1: for ever), m, index score, index member, prune ("1": drop index members whose life ended before
+ * ARGV now), now, the key's notice channel ("": none; published on when stored or refused, see
+ * `internal/notices.ts`), e, k, the e epochs as recorded, k fresh stamps (for groups that have none), their life
+ * (-1: for ever), the record's tail ("\n" and the value) -> {0} lost (the lease is not ours) | {1} stored | {1, fill
+ * token, sets JSON} stored over a value (a refresh): the value it replaced is to leave the indexes | {2} refused
+ * (an epoch moved since the lease, or a group is held): the lease is given up.
+ *
+ * The groups' stamps are read (or made) in the same step as the epochs are checked: unchanged epochs mean no group
+ * of those families changed since the lease, so these are the stamps the groups had when the load started.
  */
 export const fill = script<[number, string?, string?]>(
   "cachemeFill",
   undefined,
   `local rec = redis.pcall('GET', KEYS[1])
 if type(rec) ~= 'string' or not ${isOurs("rec")} or ${holderOf("rec")} ~= ARGV[1] then return {${FillReply.Lost}} end
+local record = ARGV[2]
+local k = tonumber(ARGV[11] or '0')
+if k > 0 then
+  local m = tonumber(ARGV[4])
+  local e = tonumber(ARGV[10])
+  local refused = false
+  for i = 1, e do
+    if redis.pcall('GET', KEYS[1 + m + i]) ~= ARGV[11 + i] then refused = true end
+  end
+  local named = {}
+  for j = 1, k do
+    local s = redis.pcall('GET', KEYS[1 + m + e + j])
+    if type(s) ~= 'string' then s = false end
+    if s and string.sub(s, 1, 1) == '!' then refused = true end
+    named[j] = s
+  end
+  if refused then
+${giveUp("ARGV[9]")}
+    return {${FillReply.Refused}}
+  end
+  local stampLife = tonumber(ARGV[12 + e + k])
+  for j = 1, k do
+    if not named[j] then
+      named[j] = ARGV[11 + e + j]
+      if stampLife >= 0 then
+        redis.call('SET', KEYS[1 + m + e + j], named[j], 'PX', stampLife)
+      else
+        redis.call('SET', KEYS[1 + m + e + j], named[j])
+      end
+    end
+  end
+  record = record .. ',' .. table.concat(named, ',') .. ARGV[13 + e + k]
+end
 local life = tonumber(ARGV[3])
-if life >= 0 then redis.call('SET', KEYS[1], ARGV[2], 'PX', life) else redis.call('SET', KEYS[1], ARGV[2]) end
-for i = 2, #KEYS do
+if life >= 0 then redis.call('SET', KEYS[1], record, 'PX', life) else redis.call('SET', KEYS[1], record) end
+for i = 2, 1 + tonumber(ARGV[4]) do
   if ARGV[7] == '1' then redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[8]) end
   redis.call('ZADD', KEYS[i], ARGV[5], ARGV[6])
 end
@@ -245,14 +292,25 @@ return {1, fill, sets}`
 )
 
 /**
- * KEYS[1] stamp; ARGV mode -> the stamp before ("" none). Hard deletes it (`GETDEL`: one command when it is a
- * stamp); soft moves its generation on; a hold marker stays (the set is already unusable, and the hold's writer
- * still needs it: a hard invalidation writes it back, expiring after its longest hold from now).
+ * Bumps the epoch at KEYS[2] (a group's family's, given on a single Redis) to `ARGV[n]` with one `SET ... XX`
+ * (only when it exists: nothing recorded it otherwise): every change of a group's stamp bumps it in the same step.
+ * On a Cluster the epoch lives on another slot and {@link bump} runs before and after the change instead; the
+ * plain hold (`SET stamp !<element> PX holdMillis GET`, see `Redis.ts`) is followed on the same connection by the
+ * same `SET <epoch> <fresh> XX`.
+ */
+const bumpEpoch = (fresh: string) => `if KEYS[2] then redis.call('SET', KEYS[2], ${fresh}, 'XX') end`
+
+/**
+ * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV mode, a fresh epoch -> the stamp before ("" none). Hard deletes
+ * it (`GETDEL`: one command when it is a stamp); soft moves its generation on; a hold marker stays (the set is
+ * already unusable, and the hold's writer still needs it: a hard invalidation writes it back, expiring after its
+ * longest hold from now). With KEYS[2], one more command bumps the epoch.
  */
 export const invalidateStamp = script<string>(
   "cachemeInvalidateStamp",
-  1,
-  `if ARGV[1] == 'hard' then
+  undefined,
+  `${bumpEpoch("ARGV[2]")}
+if ARGV[1] == 'hard' then
   local v = redis.pcall('GETDEL', KEYS[1])
   if type(v) == 'table' then
     redis.call('DEL', KEYS[1])
@@ -369,17 +427,19 @@ return 1`
 )
 
 /**
- * KEYS[1] stamp; ARGV token -> {1} the hold was live (removed; the stamp goes with the last hold) | {0, stamp}
- * it had lapsed: the stamp that stands was made after the lapse and is deleted (a load may have been stored
- * under it), and returned ("" none) so that its entries are reclaimed. A lapsed hold whose set another writer
- * holds now leaves that hold alone, and a tombstone of its own (a hold whose first step replaced it and whose
- * merge is on its way must not bring it back). One `GETDEL` when the hold was the only one; the other holds are
- * written back, expiring after the longest of them from now.
+ * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV token, a fresh epoch -> {1} the hold was live (removed; the
+ * stamp goes with the last hold) | {0, stamp} it had lapsed: the stamp that stands was made after the lapse and is
+ * deleted (a load may have been stored under it), and returned ("" none) so that its entries are reclaimed. A
+ * lapsed hold whose set another writer holds now leaves that hold alone, and a tombstone of its own (a hold whose
+ * first step replaced it and whose merge is on its way must not bring it back). One `GETDEL` when the hold was the
+ * only one; the other holds are written back, expiring after the longest of them from now. With KEYS[2], one more
+ * command bumps the epoch (a release changes the stamp a fill would find: see invariant 8).
  */
 export const releaseHold = script<[number, string?]>(
   "cachemeReleaseHold",
-  1,
-  `local v = redis.pcall('GETDEL', KEYS[1])
+  undefined,
+  `${bumpEpoch("ARGV[2]")}
+local v = redis.pcall('GETDEL', KEYS[1])
 if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
   return {0, ''}
@@ -412,6 +472,48 @@ end
 writeMarker(KEYS[1], rest, dead)
 if found then return {1} end
 return {0, ''}`
+)
+
+/**
+ * KEYS[1] a family's epoch; ARGV a fresh epoch -> 1 replaced | 0 none (nothing recorded it). On a Cluster, run
+ * before and after a change of a group's stamp (which lives on another slot): the change then falls between two
+ * bumps, so a fill that read the epoch before the first refuses, and a read after the second verifies.
+ */
+export const bump = script<number>(
+  "cachemeBump",
+  1,
+  `if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0`
+)
+
+/**
+ * KEYS[1] entry; ARGV fill token, stamps line as read, stamps line to write -> 1 rewritten | 0 the record changed
+ * (another fill, an invalidation): left alone. After a read verified the stamps of a value's groups, the record
+ * takes the epochs that read saw (see `Protocol.verified`).
+ */
+export const reepoch = script<number>(
+  "cachemeReepoch",
+  1,
+  `local rec = redis.pcall('GET', KEYS[1])
+if type(rec) ~= 'string' or not ${isOurs("rec")} then return 0 end
+local state = ${stateOf("rec")}
+if state ~= 'V' and state ~= 'S' then return 0 end
+local a = string.find(rec, '\\n', ${lua.body}, true)
+if not a then return 0 end
+local b = string.find(rec, '\\n', a + 1, true)
+if not b then return 0 end
+if string.sub(rec, ${lua.body}, a - 1) ~= ARGV[1] or string.sub(rec, b + 1, b + #ARGV[2]) ~= ARGV[2] then return 0 end
+local after = string.sub(rec, b + #ARGV[2] + 1, b + #ARGV[2] + 1)
+if after ~= '\\n' then return 0 end
+if #ARGV[2] == #ARGV[3] then
+  redis.call('SETRANGE', KEYS[1], b, ARGV[3])
+else
+  redis.call('SET', KEYS[1], string.sub(rec, 1, b) .. ARGV[3] .. string.sub(rec, b + #ARGV[2] + 1), 'KEEPTTL')
+end
+return 1`
 )
 
 /** KEYS[1] entry -> {record or false, pttl} (a key of another type: {false, pttl, type}). */
@@ -454,5 +556,7 @@ export const all: ReadonlyArray<Script<unknown>> = [
   reclaim,
   mergeHold,
   releaseHold,
+  bump,
+  reepoch,
   inspect
 ]

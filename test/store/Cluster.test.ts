@@ -13,7 +13,8 @@ import { execFileSync } from "node:child_process"
 import { startCluster } from "../support/cluster.ts"
 import { storeContract } from "./contract.ts"
 
-const ports = [7101, 7102, 7103]
+// CACHEME_TEST_CLUSTER_PORTS=a,b,c moves the cluster (a helper running this file beside another session's).
+const ports = (process.env.CACHEME_TEST_CLUSTER_PORTS ?? "7101,7102,7103").split(",").map(Number)
 const local = await startCluster(ports, "the Redis Cluster tests")
 const ready = local.ready
 

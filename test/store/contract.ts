@@ -603,4 +603,143 @@ export const storeContract = (backend: Backend) =>
         assert.strictEqual(tagOf(yield* store.lookup("k", sets("g:held"))), "Miss")
       })
     )
+
+    // Groups named by the value (`Fill.groups`): a node whose value names groups of the family `book` carries the
+    // family's epoch among its sets.
+    const open = sets("t:n", "e:book")
+    const putOpen = (key: string, value: string, groups: ReadonlyArray<string>, on: CacheStore.Sets = open) =>
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const token = `po-${key}`.slice(0, 16)
+        const leasing = yield* leaseMiss(store, key, token, on)
+        assert.strictEqual(leasing._tag, "Leased")
+        if (leasing._tag !== "Leased") return
+        assert.isTrue(yield* store.fill(key, token, on, leasing.stamps, { ...fill(value), groups }), `${key} stored`)
+      })
+    const answerOf = (lookup: CacheStore.Lookup) => (lookup._tag === "Miss" ? "Miss" : `${lookup._tag}:${lookup.value}`)
+
+    test(
+      "groups named by the value: invalidating one makes the entry a miss (softly: stale); another group of the family leaves it a hit",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* putOpen("k", "v", ["g:book:1", "g:book:2"])
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Hit:v")
+        // Another group of the family: the epoch moves, the read checks the value's own groups, still current.
+        assert.strictEqual(yield* store.invalidateSet("g:book:3", "hard"), 0)
+        for (let i = 0; i < 3; i++) assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Hit:v")
+        assert.strictEqual(yield* store.invalidateSet("g:book:2", "soft"), 1)
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Stale:v")
+        assert.strictEqual(answerOf((yield* store.lookupMany([{ key: "k", sets: open }]))[0]!), "Stale:v")
+        assert.strictEqual(yield* store.invalidateSet("g:book:1", "hard"), 1)
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Miss")
+        assert.strictEqual(answerOf((yield* store.lookupMany([{ key: "k", sets: open }]))[0]!), "Miss")
+      })
+    )
+
+    for (const mode of ["hard", "soft"] as const)
+      test(
+        `an invalidation (${mode}) of a value's group between the lease and the fill refuses the fill and gives the lease up`,
+        Effect.gen(function* () {
+          const store = yield* CacheStore.CacheStore
+          const leasing = yield* leaseMiss(store, "k", "t1", open)
+          assert.strictEqual(leasing._tag, "Leased")
+          if (leasing._tag !== "Leased") return
+          // The load runs; meanwhile the group its value will name is invalidated (it has no stamp yet).
+          yield* store.invalidateSet("g:book:1", mode)
+          assert.isFalse(
+            yield* store.fill("k", "t1", open, leasing.stamps, { ...fill("loaded before"), groups: ["g:book:1"] })
+          )
+          const after = yield* store.lookup("k", open)
+          assert.isTrue(after._tag === "Miss" && after.view.holder === undefined, JSON.stringify(after))
+          const again = yield* leaseMiss(store, "k", "t2", open)
+          if (again._tag !== "Leased") return assert.fail(again._tag)
+          assert.isTrue(yield* store.fill("k", "t2", open, again.stamps, { ...fill("v2"), groups: ["g:book:1"] }))
+          assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Hit:v2")
+        })
+      )
+
+    test(
+      "a hold on a value's group refuses the fill, whether it came during the load or stood before the lookup",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const during = yield* leaseMiss(store, "k", "t1", open)
+        assert.strictEqual(during._tag, "Leased")
+        if (during._tag !== "Leased") return
+        yield* store.hold(["g:book:1"], "writer", 60_000)
+        const loaded = { ...fill("read while the write commits"), groups: ["g:book:1"] }
+        assert.isFalse(yield* store.fill("k", "t1", open, during.stamps, loaded))
+        // The hold stands before the next lookup: the epoch is not moved by the load, the group is held.
+        const before = yield* leaseMiss(store, "k", "t2", open)
+        assert.strictEqual(before._tag, "Leased")
+        if (before._tag !== "Leased") return
+        assert.isFalse(before.held, "the hold is on a group the lookup cannot know")
+        assert.isFalse(yield* store.fill("k", "t2", open, before.stamps, loaded))
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Miss")
+        yield* store.releaseHold(["g:book:1"], "writer")
+        yield* putOpen("k", "after the commit", ["g:book:1"])
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Hit:after the commit")
+      })
+    )
+
+    test(
+      "an invalidation of a value's group that lands before the lookup keeps the fill (the load saw its data)",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        // Without an epoch yet, and with one (made by another entry's lease).
+        yield* store.invalidateSet("g:book:1", "hard")
+        yield* putOpen("a", "va", ["g:book:1"])
+        yield* store.invalidateSet("g:book:1", "hard")
+        yield* store.hold(["g:book:2"], "writer", 60_000)
+        yield* store.releaseHold(["g:book:2"], "writer")
+        yield* putOpen("b", "vb", ["g:book:1", "g:book:2"])
+        assert.strictEqual(answerOf(yield* store.lookup("a", open)), "Miss")
+        assert.strictEqual(answerOf(yield* store.lookup("b", open)), "Hit:vb")
+      })
+    )
+
+    test(
+      "during a load, an invalidation of another group of the family refuses the fill (the epoch moved); one of another family does not",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        const first = yield* leaseMiss(store, "k", "t1", open)
+        if (first._tag !== "Leased") return assert.fail(first._tag)
+        yield* store.invalidateSet("g:user:1", "hard")
+        yield* store.invalidateSet("t:n2", "hard")
+        assert.isTrue(yield* store.fill("k", "t1", open, first.stamps, { ...fill("v1"), groups: ["g:book:1"] }))
+        yield* store.invalidate(["k"], "hard")
+        const second = yield* leaseMiss(store, "k", "t2", open)
+        if (second._tag !== "Leased") return assert.fail(second._tag)
+        yield* store.invalidateSet("g:book:9", "hard")
+        assert.isFalse(yield* store.fill("k", "t2", open, second.stamps, { ...fill("v2"), groups: ["g:book:1"] }))
+        // A value that names no group does not depend on the epoch.
+        const third = yield* leaseMiss(store, "k", "t3", open)
+        if (third._tag !== "Leased") return assert.fail(third._tag)
+        yield* store.invalidateSet("g:book:9", "hard")
+        assert.isTrue(yield* store.fill("k", "t3", open, third.stamps, { ...fill("v3"), groups: [] }))
+        assert.strictEqual(answerOf(yield* store.lookup("k", open)), "Hit:v3")
+      })
+    )
+
+    test(
+      "a batched lookup judges value groups as single lookups do; inspect lists them and sees them die",
+      Effect.gen(function* () {
+        const store = yield* CacheStore.CacheStore
+        yield* putOpen("a", "va", ["g:book:1"])
+        yield* putOpen("b", "vb", ["g:book:2"])
+        yield* putOpen("c", "vc", [])
+        yield* store.invalidateSet("g:book:2", "hard")
+        const requests = ["a", "b", "c"].map((key) => ({ key, sets: open }))
+        const batched = yield* store.lookupMany(requests)
+        assert.deepStrictEqual(batched.map(answerOf), ["Hit:va", "Miss", "Hit:vc"])
+        assert.deepStrictEqual(batched, yield* Effect.forEach(requests, ({ key, sets }) => store.lookup(key, sets)))
+        const info = yield* store.inspect("a")
+        assert.deepStrictEqual([...info!.sets].sort(), ["g:book:1", "t:n"])
+        assert.strictEqual(info!.freshness?._tag, "Forever")
+        yield* store.invalidateSet("g:book:1", "soft")
+        assert.strictEqual((yield* store.inspect("a"))!.freshness?._tag, "Invalidated")
+        yield* store.hold(["g:book:1"], "writer", 60_000)
+        assert.isUndefined(yield* store.inspect("a"), "a hold reclaims the entry")
+        yield* store.releaseHold(["g:book:1"], "writer")
+      })
+    )
   })
