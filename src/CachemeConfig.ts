@@ -54,7 +54,7 @@ export interface Settings {
   readonly maxValueBytes: number
   /**
    * How often the Redis store takes one bounded step of its index sweep (`CACHEME_SWEEP_INTERVAL`, 1 second;
-   * `none` or `off`: no sweep). A step checks up to a batch of index members (100 by default) against the entries
+   * `none` or `off`: no sweep). A step checks up to a batch of index members (500 by default) against the entries
    * they name and removes the members whose entry is gone (evicted, deleted outside the library, expired): see
    * `docs/concepts.md`, "The store protocol". `undefined`: the sweep is off.
    */

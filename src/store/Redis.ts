@@ -51,7 +51,7 @@ export type RedisOptions = (
   readonly batchSize?: number | undefined
   /** Overrides `CachemeConfig`'s `sweepInterval` (`null`: no sweep). */
   readonly sweepInterval?: Duration.Input | null | undefined
-  /** Index members the sweep checks per step (default 100). */
+  /** Index members the sweep checks per step (default 500). */
   readonly sweepBatchSize?: number | undefined
 }
 
@@ -937,7 +937,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       prefix,
       targets: scanTargets,
       run,
-      batchSize: Math.max(1, options.sweepBatchSize ?? 100)
+      batchSize: Math.max(1, options.sweepBatchSize ?? 500)
     })
     const sweepInterval =
       options.sweepInterval === undefined

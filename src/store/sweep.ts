@@ -3,16 +3,20 @@
  * (`prefix~m:<set>`), so that an index never outgrows the entries it lists, also when entries vanish without
  * an invalidation (evicted under `maxmemory`, deleted outside the library).
  *
- * A step reads, at most:
+ * A step checks at most `batchSize` index members. It sends:
  *
- * 1. one `SCAN` page (`MATCH prefix~m:*`) of one master, when no index found earlier is waiting;
- * 2. one `ZSCAN` page (about `batchSize` members) of one index;
- * 3. the head of the entry each of those members names (`GETRANGE key 0 <header + fill token>`, never the value);
- * 4. one `ZREM` of the members whose entry does not hold their incarnation.
+ * 1. one `SCAN` page (`MATCH prefix~m:*`, `COUNT` 1,000) of one master, while fewer than a batch of indexes found
+ *    earlier wait;
+ * 2. up to 4 rounds of: a page of each of several waiting indexes (`ZRANGE` by rank, pipelined: many small
+ *    indexes, such as a row's group, share a round; a large index takes several pages, and steps), the head of
+ *    the entry each member names (`GETRANGE key 0 <header + fill token>`, never the value), and one `ZREM` per
+ *    index of the members whose entry does not hold their incarnation. The pages of a round hold at most what is
+ *    left of the step's batch.
  *
- * Each is its own command with its own timeout, and none reads more than a page: the sweep never blocks Redis
- * for long, nor reads a whole set. Every command touches one key (or scans one master), so it runs on a Redis
- * Cluster as on a single Redis.
+ * Each command has its own timeout, and none reads more than a page: the sweep never blocks Redis for long, nor
+ * reads a whole set. Every command touches one key (or scans one master), so it runs on a Redis Cluster as on a
+ * single Redis. Pages by rank may skip or repeat a member when others change the index meanwhile: a skipped dead
+ * member waits for the next pass (the sweep is bookkeeping), and a member is never removed unless checked dead.
  *
  * Why it never removes the member of a live incarnation: a member is `fill token + key`, and it is removed only
  * when the record at the key, read after the member was seen in the index, does not hold that fill token in a
@@ -82,16 +86,19 @@ export interface SweeperOptions {
 export const makeSweeper = (options: SweeperOptions): Sweeper => {
   const { client, prefix, run, batchSize } = options
   const match = `${escapeGlob(Protocol.indexKey(prefix, ""))}*`
-  const scanCount = Math.max(100, 10 * batchSize)
+  const scanCount = 1000
   const head = Protocol.incarnationLength - 1
+  /** The fewest members a round asks of one index. */
+  const minimumPage = 8
+  const roundsPerStep = 4
 
-  // Where the pass stands: the master being scanned and its cursor, the indexes found and not yet gone through,
-  // and the index being gone through with its cursor. `fresh`: nothing of the pass has been done yet.
+  // Where the pass stands: the master being scanned and its cursor, and the indexes found and not yet gone
+  // through, each with the rank it is at (an index gone through partly comes first). `fresh`: nothing of the
+  // pass has been done yet.
   let target = 0
   let cursor = "0"
   let scanned = false
-  let waiting: Array<string> = []
-  let current: { readonly index: string; zcursor: string } | undefined
+  let waiting: Array<{ readonly index: string; rank: number }> = []
   let fresh = true
 
   const restart = () => {
@@ -99,7 +106,6 @@ export const makeSweeper = (options: SweeperOptions): Sweeper => {
     cursor = "0"
     scanned = false
     waiting = []
-    current = undefined
     fresh = true
   }
 
@@ -111,7 +117,7 @@ export const makeSweeper = (options: SweeperOptions): Sweeper => {
       return
     }
     const [next, keys] = await targets[target]!.scan(cursor, "MATCH", match, "COUNT", scanCount)
-    waiting.push(...keys)
+    for (const index of keys) waiting.push({ index, rank: 0 })
     cursor = next
     if (cursor === "0") {
       target++
@@ -128,42 +134,64 @@ export const makeSweeper = (options: SweeperOptions): Sweeper => {
       })
     )
 
-  /** One `ZSCAN` page of the index under way, checked, its dead members removed. */
-  const sweepPage = (at: { readonly index: string; zcursor: string }) =>
+  const isDead = (member: string, found: string) => {
+    const parts = Protocol.memberParts(member)
+    return parts === undefined || !Protocol.holdsIncarnation(found, parts.fillToken)
+  }
+
+  /**
+   * One round: a page of each of the first waiting indexes (as many as the budget allows, each page at most its
+   * share of the budget), checked, their dead members removed; an index with more to read goes back first.
+   */
+  const round = (budget: number) =>
     run("sweep", async () => {
-      const [next, flat] = await client.zscan(at.index, at.zcursor, "COUNT", batchSize)
-      at.zcursor = next
-      const members: Array<string> = []
-      for (let i = 0; i < flat.length; i += 2) members.push(flat[i]!)
-      const found = await heads(members)
-      const dead = members.filter((member, i) => {
-        const parts = Protocol.memberParts(member)
-        return parts === undefined || !Protocol.holdsIncarnation(found[i]!, parts.fillToken)
+      const count = Math.min(waiting.length, Math.max(1, Math.floor(budget / minimumPage)))
+      const page = Math.max(minimumPage, Math.floor(budget / count))
+      const taken = waiting.splice(0, count)
+      const pages = await Promise.all(
+        taken.map(({ index, rank }) => client.zrange(index, rank, String(rank + page - 1)))
+      )
+      const found = await heads(pages.flat())
+      let at = 0
+      let removed = 0
+      const back: Array<{ readonly index: string; rank: number }> = []
+      const removals: Array<Promise<unknown>> = []
+      taken.forEach((position, i) => {
+        const members = pages[i]!
+        const dead = members.filter((member, j) => isDead(member, found[at + j]!))
+        at += members.length
+        removed += dead.length
+        if (dead.length > 0) removals.push(client.zrem(position.index, ...dead))
+        if (members.length === page) {
+          position.rank += members.length - dead.length
+          back.push(position)
+        }
       })
-      if (dead.length > 0) await client.zrem(at.index, ...dead)
-      return { checked: members.length, removed: dead.length }
+      await Promise.all(removals)
+      waiting.unshift(...back)
+      return { checked: at, removed }
     })
 
   const stepUnsafe: Effect.Effect<SweepStep, CacheStoreError> = Effect.gen(function* () {
     fresh = false
-    if (current === undefined && waiting.length === 0 && !scanned) yield* discover
-    if (current === undefined && waiting.length > 0) current = { index: waiting.shift()!, zcursor: "0" }
+    if (waiting.length < batchSize && !scanned) yield* discover
     let checked = 0
     let removed = 0
-    if (current !== undefined) {
-      const page = yield* sweepPage(current)
-      checked = page.checked
-      removed = page.removed
-      if (current.zcursor === "0") current = undefined
+    // The budget spent: members checked, and a round that read nothing (its indexes had gone) costs a page.
+    let spent = 0
+    for (let rounds = 0; rounds < roundsPerStep && spent < batchSize && waiting.length > 0; rounds++) {
+      const done = yield* round(batchSize - spent)
+      checked += done.checked
+      removed += done.removed
+      spent += Math.max(done.checked, minimumPage)
     }
-    const passEnded = scanned && current === undefined && waiting.length === 0
+    const passEnded = scanned && waiting.length === 0
     if (passEnded) restart()
     return { checked, removed, passEnded }
   }).pipe(
     // A failed step starts the pass over (a Cluster's masters may have changed); the failure is the caller's.
     Effect.tapError(() => Effect.sync(restart))
   )
-
   const lock = Semaphore.makeUnsafe(1)
   const step = Semaphore.withPermit(lock, stepUnsafe)
 
