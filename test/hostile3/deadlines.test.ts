@@ -39,9 +39,7 @@ const withStore = <A, E>(
   const prefix = uniquePrefix()
   return Effect.gen(function* () {
     const client = yield* Effect.acquireRelease(
-      Effect.sync(
-        () => new IORedis(Redis.url, { enableAutoPipelining: true, autoResendUnfulfilledCommands: false })
-      ),
+      Effect.sync(() => new IORedis(Redis.url, { enableAutoPipelining: true, autoResendUnfulfilledCommands: false })),
       (client) =>
         Effect.promise(() => deleteRedisPrefix(prefix).catch(() => 0)).pipe(
           Effect.andThen(Effect.sync(() => client.disconnect()))
@@ -170,7 +168,8 @@ describe.skipIf(await missing(Redis))("hostile3: command deadlines", () => {
           )
           outcomes.forEach((exit, i) => {
             if (i % 3 === 2) assert.isTrue(Exit.isSuccess(exit), `ping ${i}: ${String(exit)}`)
-            else assert.isTrue(Exit.isFailure(exit) && String(exit).includes("took longer than"), `${i}: ${String(exit)}`)
+            else
+              assert.isTrue(Exit.isFailure(exit) && String(exit).includes("took longer than"), `${i}: ${String(exit)}`)
           })
         })
       ),
@@ -189,7 +188,7 @@ describe.skipIf(await missing(Redis))("hostile3: command deadlines", () => {
             if (found._tag !== "Miss") return
             // The lease of an empty key is a plain SET NX GET: its reply is held until the caller gave up.
             const gate = yield* Deferred.make<void>()
-            const call = client.call.bind(client)
+            const call = client.call.bind(client) as (...args: Array<any>) => Promise<unknown>
             ;(client as any).call = (...args: Array<any>) => {
               const reply = call(...args)
               if (args[0] === "SET" && String(args[1]).endsWith(key))
@@ -259,7 +258,7 @@ describe("hostile3: the deadline FIFO", () => {
         assert.strictEqual(deadlines.size(), 0)
         for (let id = 0; id < armed; id++) {
           assert.strictEqual(fired.get(id) ?? 0, cancelled.has(id) ? 0 : 1, `deadline ${id}`)
-          if (!cancelled.has(id) && id % 50 % 5 === 0) assert.strictEqual(fired.get(10_000 + id), 1, `rearmed ${id}`)
+          if (!cancelled.has(id) && (id % 50) % 5 === 0) assert.strictEqual(fired.get(10_000 + id), 1, `rearmed ${id}`)
         }
       }),
     60_000

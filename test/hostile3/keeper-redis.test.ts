@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { CachemeConfig, CacheStore, Memo, Node } from "../../src/index.ts"
 import { uniquePrefix } from "../support/backends.ts"
@@ -45,8 +45,8 @@ describe.skipIf(await missing(Redis))("hostile3: the lease keeper on Redis", () 
         )
         // The holder's first renewal fails as a command on a dropped connection does; the others pass.
         let renewals = 0
-        const original = (holderClient as any).cachemeRenew
         const wrap = () => {
+          const original = (holderClient as any).cachemeRenew
           ;(holderClient as any).cachemeRenew = function (this: unknown, ...args: Array<unknown>) {
             if (this !== holderClient) return original.apply(this, args)
             renewals++
@@ -56,7 +56,9 @@ describe.skipIf(await missing(Redis))("hostile3: the lease keeper on Redis", () 
           }
         }
         const holderStore = yield* Layer.build(
-          CacheStore.layerRedis({ client: holderClient, prefix, commandTimeout: 200 }).pipe(Layer.provideMerge(settings))
+          CacheStore.layerRedis({ client: holderClient, prefix, commandTimeout: 200 }).pipe(
+            Layer.provideMerge(settings)
+          )
         )
         const waiterStore = yield* Layer.build(
           CacheStore.layerRedis({ url: Redis.url, prefix, commandTimeout: 200 }).pipe(Layer.provideMerge(settings))
@@ -106,28 +108,25 @@ describe.skipIf(await missing(Redis))("hostile3: the lease keeper on Redis", () 
         )
         const runs = () => Effect.promise(async () => Number((await control.get(`${prefix}loader-runs`)) ?? 0))
         const proxy = yield* holdProxy(Redis.port)
-        // The holder goes through the proxy: a 1.5 s lease renewed every 500 ms, a 200 ms command timeout.
+        // The holder goes through the proxy: a 3 s lease renewed every second, a 200 ms command timeout.
         const holder = yield* Effect.forkChild(
-          Effect.promise(() => run(process.execPath, [worker, proxy.url, Redis.url, prefix, "holder", "1500", "200"]))
+          Effect.promise(() => run(process.execPath, [worker, proxy.url, Redis.url, prefix, "holder", "3000", "200"]))
         )
         assert.isTrue(yield* waitFor(() => Effect.map(runs(), (n) => n >= 1)), "the holder's loader started")
-        // Its next renewal's reply is held until it sends another command.
-        proxy.holdNext()
+        // Its next renewal's reply is held for a second: the renewal times out, the lease (3 s) does not.
+        proxy.holdNext(1000)
         const waiters = yield* Effect.forkChild(
           Effect.all(
             Array.from({ length: 2 }, () =>
               Effect.promise(() =>
-                run(process.execPath, [worker, Redis.url, Redis.url, prefix, "waiter", "1500", "200"])
+                run(process.execPath, [worker, Redis.url, Redis.url, prefix, "waiter", "3000", "200"])
               )
             ),
             { concurrency: "unbounded" }
           )
         )
-        // Four commands after the held one (two lease lives), or a second load.
-        yield* waitFor(
-          () => Effect.map(runs(), (n) => n > 1 || proxy.sinceHold() >= 5),
-          60_000
-        )
+        // Four renewals after the held one (more than a lease life), or a second load.
+        yield* waitFor(() => Effect.map(runs(), (n) => n > 1 || proxy.sinceHold() >= 5), 60_000)
         proxy.release()
         yield* Effect.promise(() => control.set(`${prefix}open`, "1"))
         const values = [
