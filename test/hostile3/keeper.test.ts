@@ -6,13 +6,17 @@
  *   out, and may be interrupted there): the keeper must go on renewing the other loads' leases;
  * - mixed lease lives: a short lease registered while the keeper sleeps for a long one is renewed in time, and a
  *   long one registered beside short ones is not renewed early forever;
- * - a renewal that fails (the store did not answer) is tried again: the load keeps its key as long as it runs.
+ * - a renewal that fails (the store did not answer) is tried again: the load keeps its key as long as it runs;
+ * - a seeded mix of loads of five lease lives starting, ending and being interrupted (some at every yield point),
+ *   with renewals failing now and then: every running load's lease stays live, and none is renewed after its load.
+ *   `HOSTILE3_SEED=<n>` replays a run.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Scheduler } from "effect"
 import { TestClock } from "effect/testing"
 import { CachemeConfig, CacheStore } from "../../src/index.ts"
 import * as LeaseKeeper from "../../src/internal/leaseKeeper.ts"
+import { random } from "../attack/support.ts"
 import { leaseAs } from "../support/store.ts"
 
 type Store = CacheStore.CacheStore["Service"]
@@ -165,5 +169,85 @@ describe("hostile3: the lease keeper", () => {
         }
       })
     )
+  )
+
+  const seed =
+    process.env.HOSTILE3_SEED !== undefined && process.env.HOSTILE3_SEED !== ""
+      ? Number(process.env.HOSTILE3_SEED) >>> 0
+      : Math.floor(Math.random() * 2 ** 32) >>> 0
+
+  it.effect(
+    `a seeded mix of loads of mixed lease lives, interrupted at random points (seed ${seed})`,
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const next = random(seed)
+          const { store, renewals, failNext } = yield* memoryStore
+          const lives = [90, 300, 1000, 5000, 30_000]
+          interface Load {
+            readonly key: string
+            readonly millis: number
+            readonly ends: number
+            fiber: Fiber.Fiber<void> | undefined
+            done: boolean
+            renewedAtEnd: number
+          }
+          const loads: Array<Load> = []
+          let now = 0
+          for (let t = 0; t < 400; t++) {
+            // Start one load now and then: its lease, then the keeper for it (some with a tiny operation budget,
+            // and some interrupted a few turns later, in the middle of their registration).
+            if (next() < 0.25) {
+              const key = `k${loads.length}`
+              const millis = lives[Math.floor(next() * lives.length)]!
+              const leased = yield* leaseAs(store, key, `t-${key}`, [], millis)
+              assert.strictEqual(leased._tag, "Leased")
+              const keeping = LeaseKeeper.keeping(store, [{ key, token: `t-${key}` }], millis, Effect.never)
+              const load: Load = {
+                key,
+                millis,
+                ends: now + Math.floor(next() * 3 * millis),
+                fiber: undefined,
+                done: false,
+                renewedAtEnd: 0
+              }
+              load.fiber = yield* Effect.forkChild(
+                next() < 0.5 ? Effect.provideService(keeping, Scheduler.MaxOpsBeforeYield, 3) : keeping
+              )
+              if (next() < 0.2) {
+                for (let i = Math.floor(next() * 12); i > 0; i--) yield* Effect.yieldNow
+                yield* Fiber.interrupt(load.fiber)
+                load.done = true
+                // Its lease is given up, as Memo does when a load is interrupted.
+                yield* Effect.ignore(store.release(key, `t-${key}`, CacheStore.sets([]), [], []))
+                load.renewedAtEnd = renewals(key)
+              }
+              loads.push(load)
+            }
+            if (next() < 0.05 && loads.length > 0) failNext(loads[Math.floor(next() * loads.length)]!.key)
+            yield* steps(10, 10)
+            now += 10
+            for (const load of loads) {
+              if (load.done) {
+                assert.strictEqual(renewals(load.key), load.renewedAtEnd, `${load.key} renewed after its load`)
+                continue
+              }
+              assert.strictEqual(
+                yield* leasedBy(store, load.key, load.millis),
+                `t-${load.key}`,
+                `${load.key} (${load.millis} ms) lost its lease at +${now} ms`
+              )
+              if (now >= load.ends) {
+                yield* Fiber.interrupt(load.fiber!)
+                load.done = true
+                yield* Effect.ignore(store.release(load.key, `t-${load.key}`, CacheStore.sets([]), [], []))
+                load.renewedAtEnd = renewals(load.key)
+              }
+            }
+          }
+          assert.isAbove(loads.length, 40)
+        })
+      ),
+    120_000
   )
 })
