@@ -218,8 +218,6 @@ describe("hostile3: the lease keeper", () => {
                 for (let i = Math.floor(next() * 12); i > 0; i--) yield* Effect.yieldNow
                 yield* Fiber.interrupt(load.fiber)
                 load.done = true
-                // Its lease is given up, as Memo does when a load is interrupted.
-                yield* Effect.ignore(store.release(key, `t-${key}`, CacheStore.sets([]), [], []))
                 load.renewedAtEnd = renewals(key)
               }
               loads.push(load)
@@ -229,7 +227,9 @@ describe("hostile3: the lease keeper", () => {
             now += 10
             for (const load of loads) {
               if (load.done) {
-                assert.strictEqual(renewals(load.key), load.renewedAtEnd, `${load.key} renewed after its load`)
+                // Its lease is left in place (not released, so that a lease still kept would go on being renewed):
+                // at most one renewal decided before the load ended may still go out.
+                assert.isAtMost(renewals(load.key) - load.renewedAtEnd, 1, `${load.key} renewed after its load`)
                 continue
               }
               assert.strictEqual(
@@ -240,7 +240,6 @@ describe("hostile3: the lease keeper", () => {
               if (now >= load.ends) {
                 yield* Fiber.interrupt(load.fiber!)
                 load.done = true
-                yield* Effect.ignore(store.release(load.key, `t-${load.key}`, CacheStore.sets([]), [], []))
                 load.renewedAtEnd = renewals(load.key)
               }
             }
