@@ -7,8 +7,13 @@
  * when a lease is kept and none runs, sleeping until the earliest renewal (by the Effect `Clock`, so `TestClock`
  * drives it) and ending when no lease is left. A load only registers its lease and takes it out when it ends: no
  * fiber, timer or race per load (racing each load against its own renewal loop cost two fibers per miss).
- * Renewal of a lease stops when it is no longer its holder's (an invalidation voided it) or the store fails; the
- * load goes on either way.
+ * Renewal of a lease stops when it is no longer its holder's (an invalidation voided it); the load goes on. A
+ * renewal that fails (a timeout, a dropped connection) is tried again at the next turn: the lease lives three turns,
+ * so one failed renewal never gives the key to the herd while the load runs.
+ *
+ * A load registers its leases, (re)starts the keeper and arranges their removal in one uninterruptible step: an
+ * interruption in between would leave the keeper stopped (no loop, yet a wake time that keeps later loads from
+ * starting one) or a lease kept after its load.
  *
  * @internal
  */
@@ -70,8 +75,9 @@ const loop = (store: Store, keeper: Keeper): Effect.Effect<void> =>
               due,
               (kept) =>
                 store.renew(kept.key, kept.token, kept.leaseMillis).pipe(
-                  Effect.orElseSucceed(() => false),
-                  Effect.map((renewed) => renewed || keeper.leases.delete(kept))
+                  // Not renewed: the lease is no longer its holder's. Failed: tried again at its next turn.
+                  Effect.map((renewed) => renewed || keeper.leases.delete(kept)),
+                  Effect.ignore
                 ),
               { concurrency: "unbounded", discard: true }
             )
@@ -97,33 +103,35 @@ export const keeping = <A, E, R>(
 ): Effect.Effect<A, E, R> =>
   leases.length === 0
     ? load
-    : Effect.clockWith((clock) => {
-        const keeper = keeperOf(store)
-        const every = Math.max(1, Math.floor(leaseMillis / 3))
-        const due = clock.currentTimeMillisUnsafe() + every
-        const kept = leases.map(({ key, token }): Kept => ({ key, token, leaseMillis, every, due }))
-        for (const one of kept) keeper.leases.add(one)
-        const start =
-          due >= keeper.wake
-            ? Effect.void
-            : Effect.suspend(() => {
-                // No loop runs, or it sleeps past these leases' first renewal: (re)start it.
-                const running = keeper.fiber
-                keeper.wake = due
-                return Effect.andThen(
-                  running === undefined ? Effect.void : Fiber.interrupt(running),
-                  Effect.map(Effect.forkIn(loop(store, keeper), store.scope), (fiber) => {
-                    keeper.fiber = fiber
-                  })
-                )
+    : Effect.uninterruptibleMask((restore) =>
+        Effect.clockWith((clock) => {
+          const keeper = keeperOf(store)
+          const every = Math.max(1, Math.floor(leaseMillis / 3))
+          const due = clock.currentTimeMillisUnsafe() + every
+          const kept = leases.map(({ key, token }): Kept => ({ key, token, leaseMillis, every, due }))
+          for (const one of kept) keeper.leases.add(one)
+          const start =
+            due >= keeper.wake
+              ? Effect.void
+              : Effect.suspend(() => {
+                  // No loop runs, or it sleeps past these leases' first renewal: (re)start it.
+                  const running = keeper.fiber
+                  keeper.wake = due
+                  return Effect.andThen(
+                    running === undefined ? Effect.void : Fiber.interrupt(running),
+                    Effect.map(Effect.forkIn(loop(store, keeper), store.scope), (fiber) => {
+                      keeper.fiber = fiber
+                    })
+                  )
+                })
+          return Effect.andThen(
+            start,
+            Effect.ensuring(
+              restore(load),
+              Effect.sync(() => {
+                for (const one of kept) keeper.leases.delete(one)
               })
-        return Effect.andThen(
-          start,
-          Effect.ensuring(
-            load,
-            Effect.sync(() => {
-              for (const one of kept) keeper.leases.delete(one)
-            })
+            )
           )
-        )
-      })
+        })
+      )

@@ -213,10 +213,13 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         cause
       })
 
-    /** Calls `f` under the store's command deadline (see `Deadlines.deadlined`). */
+    /**
+     * Calls `f` under the store's command deadline (see `Deadlines.deadlined`): `f` calls `step()` before each
+     * round trip after its first, which starts the deadline again.
+     */
     const deadlined = <A>(
       operation: string,
-      f: () => Promise<A>,
+      f: (step: () => void) => Promise<A>,
       settle: (outcome: Deadlines.Outcome<A, CacheStoreError>) => void,
       late?: (value: A) => void
     ) =>
@@ -232,7 +235,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     // Racing the promise against an Effect sleep would start and interrupt fibers on every command.
     const run = <A>(
       operation: string,
-      f: () => Promise<A>,
+      f: (step: () => void) => Promise<A>,
       late?: (value: A) => void
     ): Effect.Effect<A, CacheStoreError> =>
       Effect.callback<A, CacheStoreError>((resume) => {
@@ -404,7 +407,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     ) =>
       run(
         "lease",
-        async (): Promise<Leasing> => {
+        async (step): Promise<Leasing> => {
           // Sets without a stamp get one, made here unless another caller's lease made it first. A set the
           // lookup found held is read again the same way: its hold may have been released since.
           const stampWrites = view.stamps.map((stamp, i) => {
@@ -435,15 +438,20 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
                     ? [Scripts.LeaseReply.Busy, parsed.holder]
                     : [Scripts.LeaseReply.Changed]
                 },
-                // A key of another type: the script repairs it.
-                () => viaScript()
+                // A key of another type: the script repairs it (one more round trip).
+                () => {
+                  step()
+                  return viaScript()
+                }
               )
           const [reply, made] = await Promise.all([entry, Promise.all(stampWrites)])
           switch (reply[0]) {
             case Scripts.LeaseReply.Leased: {
               // A dead value was replaced: its members leave the indexes (a live one is never replaced).
-              if (reply[1] !== undefined && reply[2] !== undefined)
+              if (reply[1] !== undefined && reply[2] !== undefined) {
+                step()
                 await Promise.all(leaveIndexes(key, reply[1], reply[2]))
+              }
               const stamps = made.map((write) => write.stamp)
               return {
                 _tag: "Leased",
@@ -473,7 +481,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     const fill = (key: string, token: string, sets: Sets, stamps: ReadonlyArray<string>, value: Fill) =>
-      run("fill", async () => {
+      run("fill", async (step) => {
         const now = Date.now()
         const freshUntil = value.freshMillis === undefined ? undefined : now + value.freshMillis
         const groups = value.groups ?? []
@@ -532,7 +540,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
                   `\n${value.value}`
                 )
           ) as FillReply
-          return leftIndexes(key, reply)
+          return leftIndexes(key, reply, step)
         }
         // A Cluster spreads the keys over slots: the fill goes alone, the index writes beside it. The stamps of
         // the value's groups are read (or made) first, then the epochs checked, then the record written: a group
@@ -568,7 +576,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           prune,
           now
         )) as FillReply
-        if (!(await leftIndexes(key, reply))) return false
+        if (!(await leftIndexes(key, reply, step))) return false
+        step()
         await Promise.all(
           indexed.flatMap((set) => [
             ...(prune === "1" ? [client.zremrangebyscore(indexKey(set), "-inf", `(${now}`)] : []),
@@ -579,9 +588,16 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       })
 
     /** Whether a fill stored its value; a value it replaced (a refresh) takes its members out of the indexes. */
-    const leftIndexes = async (key: string, [status, fillToken, setsJson]: FillReply): Promise<boolean> => {
+    const leftIndexes = async (
+      key: string,
+      [status, fillToken, setsJson]: FillReply,
+      step: () => void
+    ): Promise<boolean> => {
       if (status !== Scripts.FillReply.Stored) return false
-      if (fillToken !== undefined && setsJson !== undefined) await Promise.all(leaveIndexes(key, fillToken, setsJson))
+      if (fillToken !== undefined && setsJson !== undefined) {
+        step()
+        await Promise.all(leaveIndexes(key, fillToken, setsJson))
+      }
       return true
     }
 
@@ -612,7 +628,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     /** Invalidates entry keys (prefix excluded); returns how many held a value. */
-    const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode): Promise<number> => {
+    const invalidateKeys = async (keys: ReadonlyArray<string>, mode: Mode, step: () => void): Promise<number> => {
       const replies = (await Promise.all(
         keys.map((key) => scripts.cachemeInvalidateKey!(entryKey(key), mode))
       )) as Array<[number, string?, string?]>
@@ -623,11 +639,15 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         if (fillToken !== undefined && setsJson !== undefined)
           cleanup.push(...leaveIndexes(keys[i]!, fillToken, setsJson))
       })
-      await Promise.all(cleanup)
+      if (cleanup.length > 0) {
+        step()
+        await Promise.all(cleanup)
+      }
       return count
     }
 
-    const invalidate = (keys: ReadonlyArray<string>, mode: Mode) => run("invalidate", () => invalidateKeys(keys, mode))
+    const invalidate = (keys: ReadonlyArray<string>, mode: Mode) =>
+      run("invalidate", (step) => invalidateKeys(keys, mode, step))
 
     /**
      * Reclaims the entries of `set` that recorded the incarnation of `old` (the stamp an invalidation replaced):
@@ -647,13 +667,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       const inc = Protocol.incarnation(old)
       const index = indexKey(set)
       const batch = (offset: number) =>
-        run("reclaim", async () => {
+        run("reclaim", async (step) => {
           // The set's current stamp is read beside the page (one round trip), unless the caller knows it.
           const [members, stamp] = await Promise.all([
             client.zrange(index, offset, String(offset + batchSize - 1)),
             current ?? client.get(stampKey(set)).then((found) => found ?? "")
           ])
           if (members.length === 0) return { counted: 0, seen: 0, kept: 0, gone: 0 }
+          step()
           const replies = (await Promise.all(
             members.map((member) =>
               scripts.cachemeReclaim!(
@@ -687,7 +708,10 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             }
           })
           if (gone.length > 0) cleanup.push(client.zrem(index, ...gone))
-          await Promise.all(cleanup)
+          if (cleanup.length > 0) {
+            step()
+            await Promise.all(cleanup)
+          }
           return { counted, seen: members.length, kept: members.length - gone.length, gone: gone.length }
         })
       return Effect.gen(function* () {
@@ -861,7 +885,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         do {
           const page = yield* run("invalidatePattern", () => scanPage(pattern, cursor, 1000))
           cursor = page.cursor
-          if (page.keys.length > 0) count += yield* run("invalidatePattern", () => invalidateKeys(page.keys, mode))
+          if (page.keys.length > 0)
+            count += yield* run("invalidatePattern", (step) => invalidateKeys(page.keys, mode, step))
         } while (cursor !== "0")
         return count
       })
@@ -888,7 +913,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       )
 
     const inspect = (key: string) =>
-      run("inspect", async () => {
+      run("inspect", async (step) => {
         const reply = (await scripts.cachemeInspect!(entryKey(key))) as [string | null, number, string?] | null
         if (reply === null) return undefined
         const [record, pttl] = reply
@@ -899,13 +924,15 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           return { key, value: undefined, freshness: undefined, ttlMillis, leased: parsed._tag === "Lease", sets: [] }
         }
         const sets = Protocol.setsOf(parsed.body)
+        if (sets.length > 0) step()
         const stamps = sets.length === 0 ? [] : await getMany(sets.map(stampKey))
         return Protocol.describe(key, parsed, sets, stamps, ttlMillis, Date.now())
       })
 
     const setSize = (set: string) =>
-      run("setSize", async () => {
+      run("setSize", async (step) => {
         await client.zremrangebyscore(indexKey(set), "-inf", `(${Date.now()}`)
+        step()
         return client.zcard(indexKey(set))
       })
 
