@@ -9,10 +9,13 @@
  * group. A group of `invalidatedBy` is safe in the same interleaving (the lookup saw the marker: nothing stored),
  * shown by the control test.
  */
-import { assert, describe } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Schema } from "effect"
-import { CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
-import { type Backend, backends } from "../support/backends.ts"
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
+import { Cluster } from "ioredis"
+import { afterAll } from "vitest"
+import { CachemeConfig, CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
+import { type Backend, backends, uniquePrefix } from "../support/backends.ts"
+import { startCluster } from "../support/cluster.ts"
 import { fresh, makeLibrary, versionsOf } from "./library.ts"
 
 const suite = (backend: Backend) => {
@@ -83,3 +86,29 @@ for (const backend of backends)
   describe.skipIf(backend.skip)(`hostile4, a lapsed hold and groups named by the value: ${backend.name}`, () =>
     suite(backend)
   )
+
+// A local Redis Cluster on this file's own ports (hostile4's range): the epoch and the stamp on different slots.
+const ports = [6520, 6521, 6522]
+const local = await startCluster(ports, "the hostile4 lapsed-hold Redis Cluster tests")
+afterAll(() => local.stop())
+
+const cluster: Backend = {
+  name: "redis",
+  skip: !local.ready,
+  test: it.live,
+  layer: (settings) =>
+    Layer.unwrap(
+      Effect.map(
+        Effect.acquireRelease(
+          Effect.sync(() => new Cluster(ports.map((port) => ({ host: "127.0.0.1", port })))),
+          (client) => Effect.sync(() => client.disconnect())
+        ),
+        (client) => CacheStore.layerRedis({ client, prefix: settings?.prefix ?? uniquePrefix() })
+      )
+    ).pipe(Layer.provideMerge(CachemeConfig.layer(settings)), Layer.orDie),
+  advance: (millis) => Effect.sleep(millis)
+}
+
+describe.skipIf(cluster.skip)("hostile4, a lapsed hold and groups named by the value: Redis Cluster", () =>
+  suite(cluster)
+)

@@ -14,7 +14,10 @@ export type Book = typeof Book.Type
 
 export const versionsOf = (books: ReadonlyArray<Book>) => books.map((book) => `${book.id}@${book.version}`).join(" ")
 
-export const makeLibrary = (options?: { readonly stale?: boolean; readonly names?: { book: string; shelf: string } }) => {
+export const makeLibrary = (options?: {
+  readonly stale?: boolean
+  readonly names?: { book: string; shelf: string }
+}) => {
   const BookGroup = InvalidNode.make(options?.names?.book ?? fresh("book"), { fields: { id: Schema.Number } })
   const Shelf = Node.make(options?.names?.shelf ?? fresh("shelf"), {
     fields: { shelf: Schema.Number },

@@ -7,7 +7,7 @@
 import { assert, describe } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
-import { CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
+import { type CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
 import { type Backend, backends } from "../support/backends.ts"
 import { Redis } from "../support/services.ts"
 import { Book, fresh, makeLibrary, versionsOf } from "./library.ts"
@@ -112,9 +112,7 @@ const suite = (backend: Backend) => {
 }
 
 for (const backend of backends)
-  describe.skipIf(backend.skip)(`hostile4, value groups through the read paths: ${backend.name}`, () =>
-    suite(backend)
-  )
+  describe.skipIf(backend.skip)(`hostile4, value groups through the read paths: ${backend.name}`, () => suite(backend))
 
 const redisBackends = backends.filter((b) => b.name !== "memory")
 for (const backend of redisBackends)
@@ -161,6 +159,5 @@ for (const backend of redisBackends)
           assert.strictEqual(versionsOf(yield* lib.read(3)), "2@3 5@0")
           assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@3")
         })
-      )
-    )
+      ))
   })
