@@ -5,7 +5,7 @@
  * after the invalidation resolved gets the value loaded before it.
  */
 import { assert, describe } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Schema } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import { type CacheStore, InvalidNode, Memo, Node } from "../../src/index.ts"
 import { type Backend, backends } from "../support/backends.ts"
@@ -88,6 +88,39 @@ const suite = (backend: Backend) => {
       yield* Deferred.succeed(gate.go, undefined)
       assert.strictEqual(versionsOf(yield* Fiber.join(refreshing)), "1@0 2@0")
       assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+    })
+  )
+
+  test(
+    "single flight: a read that starts after an invalidation resolved never joins a load that began before it",
+    Effect.gen(function* () {
+      const lib = makeLibrary()
+      yield* lib.read(3) // the epoch exists
+      const gate = yield* lib.gateNextLoad
+      const first = yield* Effect.forkChild(lib.read(1))
+      yield* Deferred.await(gate.started)
+      yield* lib.write(2)
+      const second = yield* Effect.forkChild(lib.read(1))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      yield* Deferred.succeed(gate.go, undefined)
+      assert.strictEqual(versionsOf(yield* Fiber.join(first)), "1@0 2@0")
+      assert.strictEqual(versionsOf(yield* Fiber.join(second)), "1@0 2@1")
+    })
+  )
+
+  test(
+    "Memo.get and Memo.has after a group the value names changed: nothing (hard), a value only for stale nodes (soft)",
+    Effect.gen(function* () {
+      const lib = makeLibrary()
+      const entry = lib.Shelf.make({ shelf: 1 })
+      yield* lib.read(1)
+      assert.isTrue(yield* Memo.has(entry))
+      yield* lib.write(2, "soft")
+      assert.isFalse(yield* Memo.has(entry), "a node without stale serving has nothing after a soft invalidation")
+      yield* lib.read(1)
+      yield* lib.write(2)
+      assert.isTrue(Option.isNone(yield* Memo.get(entry)))
+      assert.isFalse(yield* Memo.has(entry))
     })
   )
 
