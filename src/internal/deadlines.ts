@@ -94,6 +94,9 @@ export const deadlined = <A, E>(
   }
 }
 
+/** The longest delay Node's timers keep. */
+const maxTimerMillis = 2 ** 31 - 1
+
 export const makeDeadlines = (timeoutMillis: number): Deadlines => {
   let queue: Array<Entry> = []
   let head = 0
@@ -119,8 +122,9 @@ export const makeDeadlines = (timeoutMillis: number): Deadlines => {
     }
     // An unstamped head: its stamp schedules the timer.
     if (head >= unstamped) return
-    const wait = Math.max(0, queue[head]!.at - performance.now())
-    timer = setTimeout(onTimer, wait + 1)
+    // Node fires a longer delay than 2^31 - 1 ms at once (a store given a timeout of weeks would spin).
+    const wait = Math.min(maxTimerMillis, Math.max(0, queue[head]!.at - performance.now()) + 1)
+    timer = setTimeout(onTimer, wait)
     timer.unref?.()
   }
 

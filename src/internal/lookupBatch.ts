@@ -9,7 +9,7 @@
  *
  * A batch goes out at `process.nextTick`: after the current fibers and the microtasks they resume have run (so
  * the callers a reply wakes, and the lookups they make, share the next batch), and before the client's own
- * auto-pipelining flush, which is scheduled the same way: no round trip is added.
+ * auto-pipelining flush, which ioredis makes from `setImmediate`: no round trip is added.
  *
  * @internal
  */

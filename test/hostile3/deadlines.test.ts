@@ -263,4 +263,28 @@ describe("hostile3: the deadline FIFO", () => {
       }),
     60_000
   )
+
+  it.live("a timeout longer than Node's timers keep (weeks) neither fires early nor spins", () =>
+    Effect.promise(async () => {
+      const real = globalThis.setTimeout
+      let timers = 0
+      ;(globalThis as any).setTimeout = (...args: Array<any>) => {
+        timers++
+        return (real as any)(...args)
+      }
+      try {
+        const deadlines = Deadlines.makeDeadlines(30 * 24 * 3600 * 1000)
+        let fired = false
+        const deadline = deadlines.arm(() => {
+          fired = true
+        })
+        await new Promise((resolve) => real(resolve, 200))
+        deadline.cancel()
+        assert.isFalse(fired)
+        assert.isAtMost(timers, 3, `${timers} timers in 200 ms`)
+      } finally {
+        ;(globalThis as any).setTimeout = real
+      }
+    })
+  )
 })

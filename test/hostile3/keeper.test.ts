@@ -7,14 +7,16 @@
  * - mixed lease lives: a short lease registered while the keeper sleeps for a long one is renewed in time, and a
  *   long one registered beside short ones is not renewed early forever;
  * - a renewal that fails (the store did not answer) is tried again: the load keeps its key as long as it runs;
+ * - through Memo: a batch (`Memo.cachedMany`, which joins no load of its process) waiting on the lease of a slow
+ *   `Memo.cached` load with a short lease never loads the key itself, however long the load runs;
  * - a seeded mix of loads of five lease lives starting, ending and being interrupted (some at every yield point),
  *   with renewals failing now and then: every running load's lease stays live, and none is renewed after its load.
  *   `HOSTILE3_SEED=<n>` replays a run.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Scheduler } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Scheduler, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { CachemeConfig, CacheStore } from "../../src/index.ts"
+import { CachemeConfig, CacheStore, Memo, Node } from "../../src/index.ts"
 import * as LeaseKeeper from "../../src/internal/leaseKeeper.ts"
 import { random } from "../attack/support.ts"
 import { leaseAs } from "../support/store.ts"
@@ -248,5 +250,44 @@ describe("hostile3: the lease keeper", () => {
         })
       ),
     120_000
+  )
+
+  it.effect("Memo: a batch waiting on a slow single read's short lease never loads the key (TestClock)", () =>
+    Effect.gen(function* () {
+      const Items = Node.make("h3-keeper-memo", {
+        fields: { id: Schema.Number },
+        value: Schema.String,
+        leaseTtl: "300 millis"
+      })
+      const started = yield* Deferred.make<void>()
+      const open = yield* Deferred.make<void>()
+      let batchLoads = 0
+      const single = yield* Effect.forkChild(
+        Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Deferred.await(open), "single")).pipe(
+          Memo.cached(Items.make({ id: 1 }))
+        )
+      )
+      yield* Deferred.await(started)
+      const batch = yield* Effect.forkChild(
+        Memo.cachedMany([Items.make({ id: 1 }), Items.make({ id: 2 })], (fields) =>
+          Effect.sync(() => {
+            batchLoads += fields.filter((f) => f.id === 1).length
+            return fields.map((f) => `batch ${f.id}`)
+          })
+        )
+      )
+      // A minute of loading: two hundred lease lives.
+      yield* steps(60_000, 50)
+      assert.strictEqual(batchLoads, 0)
+      yield* Deferred.succeed(open, undefined)
+      yield* steps(1000, 20)
+      assert.strictEqual(yield* Fiber.join(single), "single")
+      assert.deepStrictEqual(yield* Fiber.join(batch), ["single", "batch 2"])
+      assert.strictEqual(batchLoads, 0)
+    }).pipe(
+      Effect.provide(
+        CacheStore.layerMemory().pipe(Layer.provideMerge(CachemeConfig.layer({ herdMaxWait: "1 hour" })), Layer.orDie)
+      )
+    )
   )
 })
