@@ -49,7 +49,12 @@ export const makeCachemeCountedPeer = async (prefix: string, options: CachemeOpt
   })
   const store =
     options.tiered === true ? CacheStore.layerTiered({ client, prefix }) : CacheStore.layerRedis({ client, prefix })
-  const runtime = ManagedRuntime.make(store.pipe(Layer.provideMerge(CachemeConfig.layer({ prefix, ...(options.sweep === false ? { sweepInterval: null } : {}) })), Layer.orDie))
+  const runtime = ManagedRuntime.make(
+    store.pipe(
+      Layer.provideMerge(CachemeConfig.layer({ prefix, ...(options.sweep === false ? { sweepInterval: null } : {}) })),
+      Layer.orDie
+    )
+  )
   await runtime.context()
   const node = options.grouped === true ? GroupedUserNode : UserNode
   return {
