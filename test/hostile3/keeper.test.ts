@@ -10,7 +10,8 @@
  * - through Memo: a batch (`Memo.cachedMany`, which joins no load of its process) waiting on the lease of a slow
  *   `Memo.cached` load with a short lease never loads the key itself, however long the load runs;
  * - a seeded mix of loads of five lease lives starting, ending and being interrupted (some at every yield point),
- *   with renewals failing now and then: every running load's lease stays live, and none is renewed after its load.
+ *   with renewals failing now and then (never two in a row for one lease: a lease lives three renewal periods, so
+ *   two failures in a row may lose it): every running load's lease stays live, and none is renewed after its load.
  *   `HOSTILE3_SEED=<n>` replays a run.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -30,7 +31,9 @@ const memoryStore = Effect.gen(function* () {
   )
   const inner = Context.get(context, CacheStore.CacheStore)
   const renewals = new Map<string, number>()
-  let failing = new Set<string>()
+  const failing = new Set<string>()
+  /** Keys whose last renewal failed (a failure is injected only once the renewal after it passed). */
+  const failed = new Set<string>()
   const store: Store = {
     ...inner,
     renew: (key, token, leaseMillis) =>
@@ -38,18 +41,21 @@ const memoryStore = Effect.gen(function* () {
         renewals.set(key, (renewals.get(key) ?? 0) + 1)
         if (failing.has(key)) {
           failing.delete(key)
+          failed.add(key)
           return Effect.fail(
             new CacheStore.CacheStoreError({ operation: "renew", reason: "Timeout", message: "injected" })
           )
         }
+        failed.delete(key)
         return inner.renew(key, token, leaseMillis)
       })
   }
   return {
     store,
     renewals: (key: string) => renewals.get(key) ?? 0,
+    /** The next renewal of `key` fails, unless its last one failed (one failure at a time, not two in a row). */
     failNext: (key: string) => {
-      failing = new Set([...failing, key])
+      if (!failed.has(key)) failing.add(key)
     }
   }
 })
