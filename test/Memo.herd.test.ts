@@ -24,6 +24,34 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
+/** Starts `count` workers, waits until every one has said `ready`, then sends them one start time. */
+const herd = (count: number, args: ReadonlyArray<string>) =>
+  new Promise<Array<string>>((resolve, reject) => {
+    const outputs = Array.from({ length: count }, () => "")
+    let ready = 0
+    let exited = 0
+    const children = outputs.map((_, index) => {
+      const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] })
+      child.stdout.setEncoding("utf8")
+      child.stdout.on("data", (chunk: string) => {
+        const before = outputs[index]!.includes("ready\n")
+        outputs[index] += chunk
+        if (!before && outputs[index]!.includes("ready\n") && ++ready === count) {
+          const startAt = String(Date.now() + 100)
+          for (const each of children) each.stdin.end(`${startAt}\n`)
+        }
+      })
+      child.on("error", reject)
+      child.on("exit", (code) => {
+        if (code !== 0) {
+          for (const each of children) each.kill("SIGKILL")
+          reject(new Error(`herd worker ${index} exited with ${code}`))
+        } else if (++exited === count) resolve(outputs)
+      })
+      return child
+    })
+  })
+
 const loaderRuns = (prefix: string) =>
   Effect.promise(async () => {
     const client = new IORedis(Redis.url)
@@ -41,16 +69,12 @@ describe.skipIf(skip)("Memo herds across processes, slow loads", () => {
       () =>
         Effect.gen(function* () {
           const prefix = uniquePrefix()
-          const startAt = Date.now() + 2000
-          const processes = yield* Effect.all(
-            Array.from({ length: 4 }, () =>
-              Effect.promise(() =>
-                run(process.execPath, [worker, Redis.url, prefix, "250", String(startAt), String(loadMillis)])
-              )
-            ),
-            { concurrency: 4 }
+          // Each process warms up (20 herds on keys of its own), says it is ready, and is told when to start:
+          // the herd is on a cold key, not in cold or still-booting processes.
+          const stdouts = yield* Effect.promise(() =>
+            herd(4, [worker, Redis.url, prefix, "250", "-", String(loadMillis), "20"])
           )
-          const results = processes.flatMap(({ stdout }) => lastJson<Array<Result>>(stdout))
+          const results = stdouts.flatMap((stdout) => lastJson<Array<Result>>(stdout))
           assert.strictEqual(results.length, 1000)
           assert.isTrue(results.every((result) => result.value === 99))
           assert.strictEqual(yield* loaderRuns(prefix), 1)
