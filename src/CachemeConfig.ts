@@ -31,7 +31,8 @@ export interface Settings {
    * How long a caller waits, at most, for a load another caller holds a live lease for (`CACHEME_HERD_MAX_WAIT`,
    * 30 seconds). After the `herdRetryCount` quick re-reads, it keeps re-reading (backing off to every 100 ms)
    * while the lease is live, so a slow load runs once however long it takes; a lease whose holder died
-   * lapses within `leaseTtl` and the next re-read takes it.
+   * lapses within `leaseTtl` and the next re-read takes it. A re-read that cannot reach the store is tried again;
+   * `herdRetryCount` failed re-reads in a row make the caller run its effect without the cache.
    */
   readonly herdMaxWait: Duration.Duration
   /** Whether nodes serve a stale value while one caller refreshes it (`CACHEME_STALE`, true). */

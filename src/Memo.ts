@@ -797,6 +797,9 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
         const softTimeout = call.instance.node.failSafe?.softTimeout
         const failSafeAt = softTimeout === undefined ? undefined : started + Duration.toMillis(softTimeout)
         let delay = quick
+        // Polls in a row that could not reach the store: a passing fault does not make a waiter load beside the
+        // holder; a store that stays unreachable for `herdRetryCount` polls (or past `herdMaxWait`) does.
+        let failures = 0
         for (let polls = 1; ; polls++) {
           // A completion notice (the holder filled or released) ends the wait early.
           if (watch === undefined) yield* Effect.sleep(delay)
@@ -805,7 +808,12 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
           if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
           const step = yield* look(call)
           if (step._tag === "Done") return step.served
+          if (step._tag === "StoreDown") {
+            failures++
+            if (failures < Math.max(1, herdRetryCount) && (yield* Clock.currentTimeMillis) < deadline) continue
+          }
           if (step._tag !== "Miss") return yield* loadOnly(call)
+          failures = 0
           const now = yield* Clock.currentTimeMillis
           // Another caller's load passed the soft timeout: the value this look found still in the store answers.
           if (

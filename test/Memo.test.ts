@@ -192,6 +192,67 @@ for (const backend of backends) {
       )
     )
 
+    backend.test(
+      "a waiter whose re-reads fail now and then keeps waiting for the holder's value and does not load",
+      () => {
+        // Lookups 3 and 4 (the waiter's first two re-reads; 1 is the holder's, 2 the waiter's first) fail as if
+        // the store were briefly unreachable.
+        const lookups = Ref.makeUnsafe(0)
+        const flaky = Layer.effect(
+          CacheStore.CacheStore,
+          Effect.gen(function* () {
+            const store = yield* CacheStore.CacheStore
+            return {
+              ...store,
+              lookup: (...args: Parameters<typeof store.lookup>) =>
+                Effect.flatMap(
+                  Ref.updateAndGet(lookups, (n) => n + 1),
+                  (n) =>
+                    n === 3 || n === 4
+                      ? Effect.fail(
+                          new CacheStore.CacheStoreError({
+                            operation: "lookup",
+                            reason: "Unavailable",
+                            message: "injected: the store is briefly unreachable"
+                          })
+                        )
+                      : store.lookup(...args)
+                )
+            }
+          })
+        )
+        return Effect.gen(function* () {
+          const HerdNode = Node.make(fresh("herd-flaky"), { fields: { id: Schema.Number }, value: Schema.Number })
+          const instance = HerdNode.make({ id: 1 })
+          const store = yield* CacheStore.CacheStore
+          const sets = Memo.setsOf(instance)
+          // Another process holds the lease and is loading.
+          const found = yield* store.lookup(instance.key, sets)
+          assert.strictEqual(found._tag, "Miss")
+          if (found._tag !== "Miss") return
+          const leasing = yield* store.lease(instance.key, "elsewhere", sets, found.view, "replace", 4_000)
+          assert.strictEqual(leasing._tag, "Leased")
+          if (leasing._tag !== "Leased") return
+          const runs = yield* Ref.make(0)
+          const fiber = yield* Effect.forkChild(counted(runs, 42).pipe(Memo.cached(instance)))
+          // Wait until both failing re-reads happened (and one more), whatever the machine's speed.
+          for (let i = 0; i < 10_000 && (yield* Ref.get(lookups)) < 5 && (yield* Ref.get(runs)) === 0; i++)
+            yield* backend.advance(20)
+          assert.strictEqual(yield* Ref.get(runs), 0, "still waiting")
+          // The holder's load lands.
+          const stored = yield* store.fill(instance.key, "elsewhere", sets, leasing.stamps, {
+            value: `${HerdNode.stamp}\n7`,
+            freshMillis: undefined,
+            lifeMillis: undefined
+          })
+          assert.isTrue(stored)
+          for (let i = 0; i < 10_000 && fiber.pollUnsafe() === undefined; i++) yield* backend.advance(20)
+          assert.strictEqual(yield* Fiber.join(fiber), 7, "the holder's value, not a load of its own")
+          assert.strictEqual(yield* Ref.get(runs), 0)
+        }).pipe(Effect.provide(flaky.pipe(Layer.provide(backend.layer()))))
+      }
+    )
+
     // --- beyond the seed ----------------------------------------------------------------------------
 
     test(
