@@ -331,7 +331,7 @@ describe.skipIf(cluster.skip)(
     const isStampRead = (name: string, args: ReadonlyArray<unknown>) =>
       name === "call" && args[0] === "SET" && String(args[1]).includes("~s:g:")
     const isFill = (name: string) => name === "cachemeFill"
-    const isBump = (name: string) => name === "cachemeBump"
+    const isBump = (name: string) => name === "cachemeEpoch"
 
     it.live(
       "a group's stamp read after its change, the epoch checked before the second bump: refused (the first bump)",

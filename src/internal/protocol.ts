@@ -119,6 +119,58 @@ export const holdElement = (token: string, holdMillis: number): string => `${hol
 /** Whether a stamp is a hold marker (a write is committing: nothing loaded now may be stored). */
 export const isHold = (stamp: string): boolean => stamp.startsWith(holdMark)
 
+// ---------------------------------------------------------------------------------------------------------------
+// Epochs
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A family's epoch while no hold of its groups may be live is a fresh random; while some may be, it lists them:
+ * `!<random>;<deadline>@<token>;...` (the deadline in the store's clock, millis; on Redis `+<holdMillis>` stands for
+ * a deadline not yet counted, written by a hold's plain `SET ... XX GET` and counted from the next edit). So it
+ * reads as held ({@link isHold}): a load whose lookup or lease saw it is not stored. That is what keeps a hold that
+ * lapses (its writer committed, then crashed: no release ever comes) from letting a load that read the row before
+ * the COMMIT be stored under a value-named group: the lapse changes nothing in Redis, but the epoch the load
+ * recorded said a hold was live (invariant 8 in docs/concepts.md). A hold whose deadline passed is dropped at the
+ * next edit (any change of the family's groups, or a lease that finds the epoch held: {@link editEpoch} `clean`).
+ * The Lua twin of this function is `editEpoch` in `store/scripts.ts`.
+ */
+export interface EpochEdit {
+  /** A hold to add, with its length. */
+  readonly add?: { readonly token: string; readonly millis: number } | undefined
+  /** A hold to remove (released). */
+  readonly remove?: string | undefined
+  /** Only drop lapsed holds: the epoch is left as it is (same value) when none lapsed. */
+  readonly clean?: boolean | undefined
+}
+
+/** The epoch after an edit at `now` (store clock): see {@link EpochEdit}; `fresh` is a new random. */
+export const editEpoch = (old: string, now: number, fresh: string, edit: EpochEdit = {}): string => {
+  const holds = new Map<string, number>()
+  let dirty = false
+  const at = old.indexOf(";")
+  if (isHold(old) && at !== -1) {
+    for (const element of old.slice(at + 1).split(";")) {
+      const sep = element.indexOf("@")
+      if (sep === -1) continue
+      const token = element.slice(sep + 1)
+      const written = element.slice(0, sep)
+      const relative = written.startsWith("+")
+      const deadline = relative ? now + (Number(written.slice(1)) || 0) : Number(written) || 0
+      if (relative) dirty = true
+      if (token === edit.remove) continue
+      if (deadline <= now) dirty = true
+      else holds.set(token, Math.max(holds.get(token) ?? 0, deadline))
+    }
+  }
+  if (edit.clean === true && !dirty) return old
+  if (edit.add !== undefined)
+    holds.set(edit.add.token, Math.max(holds.get(edit.add.token) ?? 0, now + edit.add.millis))
+  if (holds.size === 0) return fresh
+  let value = `${holdMark}${fresh}`
+  for (const [token, deadline] of holds) value += `;${deadline}@${token}`
+  return value
+}
+
 /** The incarnation of a stamp, without its soft generation. */
 export const incarnation = (stamp: string): string => {
   const dot = stamp.indexOf(".")
@@ -567,7 +619,8 @@ export const verified = (
   for (let i = 0; i < sets.names.length; i++) {
     if (!isEpochSet(sets.names[i]!)) continue
     const epoch = stamps[i]
-    if (epoch === null || epoch === undefined) return { lookup, reepoch: undefined }
+    // A held epoch is never recorded (it says a load now may not be stored; a read judges the groups' stamps).
+    if (epoch === null || epoch === undefined || isHold(epoch)) return { lookup, reepoch: undefined }
     to[i] = epoch
   }
   const line = to.join(",")

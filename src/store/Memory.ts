@@ -142,7 +142,13 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           const created: Array<boolean> = []
           const recorded = sets.names.map((set, i) => {
             const looked = view.stamps[i] ?? null
-            const seen = looked === null || Protocol.isHold(looked) ? stamp(set, now) : looked
+            // A held epoch drops the holds that lapsed since: when none is left, this load may be stored.
+            const seen =
+              looked === null || Protocol.isHold(looked)
+                ? isEpochSet(set)
+                  ? editEpochAt(set, now, { clean: true })
+                  : stamp(set, now)
+                : looked
             created.push(seen === null)
             if (seen !== null) return seen
             const fresh = Protocol.newStamp()
@@ -370,11 +376,21 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     /**
      * Replaces the epoch of `set`'s family, if it exists: with every change of a group's stamp (or a hold on it),
-     * so that entries that recorded the epoch read their value's groups again.
+     * so that entries that recorded the epoch read their value's groups again; a hold is listed in it until
+     * released or lapsed (`Protocol.editEpoch`).
      */
-    const bump = (set: string, now: number) => {
+    const bump = (set: string, now: number, edit?: Protocol.EpochEdit) => {
       const epoch = epochOfSet(set)
-      if (epoch !== undefined && stamp(epoch, now) !== null) stamps.get(epoch)!.value = Protocol.newStamp()
+      if (epoch !== undefined) editEpochAt(epoch, now, edit)
+    }
+
+    /** Edits the epoch `epoch` if it exists; returns its value now (`null`: none). */
+    const editEpochAt = (epoch: string, now: number, edit?: Protocol.EpochEdit): string | null => {
+      const current = stamp(epoch, now)
+      if (current === null) return null
+      const next = Protocol.editEpoch(current, now, Protocol.newStamp(), edit)
+      stamps.get(epoch)!.value = next
+      return next
     }
 
     const invalidateStamp = (set: string, mode: Mode, now: number): string | null => {
@@ -396,7 +412,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const hold = (setIds: ReadonlyArray<string>, token: string, holdMillis: number) =>
       withClock((now) =>
         setIds.map((set) => {
-          bump(set, now)
+          bump(set, now, { add: { token, millis: holdMillis } })
           const old = stamp(set, now)
           const slot = stamps.get(set)
           if (old !== null && Protocol.isHold(old)) {
@@ -412,7 +428,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {
         for (const set of setIds) {
-          bump(set, now)
+          bump(set, now, { remove: token })
           const current = stamp(set, now)
           if (current !== null && Protocol.isHold(current)) {
             const tokens = current.slice(1).split(",")

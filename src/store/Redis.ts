@@ -396,6 +396,24 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         releaseLease(key, token, sets, leasing.stamps, leasing.created).catch(() => undefined)
     }
 
+    /**
+     * Makes the stamp of a set that had none (`SET NX GET`, living `life` millis, `undefined` for ever), unless
+     * another caller made it first: resolves to the stamp that stands and whether this call made it.
+     */
+    const makeStamp = (
+      set: string,
+      life: number | undefined
+    ): Promise<{ readonly stamp: string; readonly created: boolean }> => {
+      const fresh = Protocol.newStamp()
+      const write =
+        life === undefined
+          ? client.call("SET", stampKey(set), fresh, "NX", "GET")
+          : client.call("SET", stampKey(set), fresh, "PX", life, "NX", "GET")
+      return write.then((before) =>
+        before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
+      )
+    }
+
     const lease = (
       key: string,
       token: string,
@@ -412,16 +430,16 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           // lookup found held is read again the same way: its hold may have been released since.
           const stampWrites = view.stamps.map((stamp, i) => {
             if (stamp !== null && !Protocol.isHold(stamp)) return { stamp, created: false }
-            const fresh = Protocol.newStamp()
             const set = sets.names[i]!
-            const life = Protocol.stampLifeMillis(set, lifeMillis)
-            const write =
-              life === undefined
-                ? client.call("SET", stampKey(set), fresh, "NX", "GET")
-                : client.call("SET", stampKey(set), fresh, "PX", life, "NX", "GET")
-            return write.then((before) =>
-              before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
-            )
+            // A held epoch drops the holds that lapsed since (one more round trip, only then): when none is left,
+            // this load may be stored.
+            if (stamp !== null && isEpochSet(set))
+              return editEpoch(stampKey(set), "clean").then((now) =>
+                now === null
+                  ? makeStamp(set, Protocol.stampLifeMillis(set, lifeMillis))
+                  : { stamp: now, created: false }
+              )
+            return makeStamp(set, Protocol.stampLifeMillis(set, lifeMillis))
           })
           const record = Protocol.leaseRecord(token, Date.now() + leaseMillis)
           const viaScript = () =>
@@ -548,14 +566,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         let named: ReadonlyArray<string> = []
         if (groups.length > 0) {
           named = await Promise.all(
-            groups.map((set) => {
-              const fresh = Protocol.newStamp()
-              const write =
-                stampLife === undefined
-                  ? client.call("SET", stampKey(set), fresh, "NX", "GET")
-                  : client.call("SET", stampKey(set), fresh, "PX", stampLife, "NX", "GET")
-              return write.then((before) => (before === null ? fresh : String(before)))
-            })
+            groups.map((set) => makeStamp(set, stampLife).then((made) => made.stamp))
           )
           const current = await getMany(epochs.map((i) => stampKey(sets.names[i]!)))
           if (named.some(Protocol.isHold) || current.some((epoch, j) => epoch !== stamps[epochs[j]!])) {
@@ -741,7 +752,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
      */
     const changingStamps = async <A>(
       sets: ReadonlyArray<string>,
-      change: (set: string, keys: ReadonlyArray<string>) => Promise<A>
+      change: (set: string, keys: ReadonlyArray<string>) => Promise<A>,
+      hold: { readonly token: string; readonly millis: number | undefined } | undefined = undefined
     ): Promise<Array<A>> => {
       if (!isCluster)
         return Promise.all(
@@ -751,12 +763,27 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
           })
         )
       const epochs = [...new Set(sets.flatMap((set) => epochOfSet(set) ?? []))].map(stampKey)
-      const bumpAll = () => Promise.all(epochs.map((epoch) => scripts.cachemeBump!(epoch, Protocol.newStamp())))
-      await bumpAll()
+      // A hold is listed in its families' epochs from the first edit on, a release leaves them at the second: the
+      // epochs say "held" for as long as the stamps may.
+      const editAll = (op: Scripts.EpochOp) =>
+        Promise.all(epochs.map((epoch) => editEpoch(epoch, op, hold?.token, hold?.millis)))
+      await editAll(hold === undefined ? "bump" : hold.millis === undefined ? "bump" : "hold")
       const results = await Promise.all(sets.map((set) => change(set, [stampKey(set)])))
-      await bumpAll()
+      await editAll(hold === undefined ? "bump" : hold.millis === undefined ? "release" : "bump")
       return results
     }
+
+    /** Runs the `epoch` script on one epoch key (see `Scripts.epoch`); resolves to its value now, `null` none. */
+    const editEpoch = (
+      epoch: string,
+      op: Scripts.EpochOp,
+      token = "",
+      holdMillis = 0,
+      merged = ""
+    ): Promise<string | null> =>
+      scripts.cachemeEpoch!(epoch, Protocol.newStamp(), op, token, holdMillis, merged).then((value: unknown) =>
+        value === null || value === undefined || value === false ? null : String(value)
+      )
 
     const invalidateSet = (set: string, mode: Mode) =>
       run("invalidateSet", async () => {
@@ -783,7 +810,20 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       const element = Protocol.holdElement(token, holdMillis)
       const marker = Protocol.holdMark + element
       const held = client.call("SET", key, marker, "PX", holdMillis, "GET")
-      const bumped = epoch === undefined ? undefined : client.call("SET", epoch, Protocol.newStamp(), "XX")
+      // The epoch lists this hold, its deadline counted by the next edit; when the value it replaced listed other
+      // holds, the `epoch` script puts them back (meanwhile the epoch reads as held all the same).
+      const bumped =
+        epoch === undefined
+          ? undefined
+          : client
+              .call("SET", epoch, `${Protocol.holdMark}${Protocol.newStamp()};+${holdMillis}@${token}`, "XX", "GET")
+              .then((replaced) =>
+                replaced !== null && replaced !== undefined && Protocol.isHold(String(replaced))
+                  ? editEpoch(epoch, "merge", "", 0, String(replaced))
+                  : null,
+                // A key of another type there: the script reads it as no epoch.
+                () => editEpoch(epoch, "hold", token, holdMillis)
+              )
       let before: unknown
       try {
         before = await held
@@ -791,7 +831,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         bumped?.catch(() => undefined)
         if (!String((cause as Error)?.message ?? cause).startsWith("WRONGTYPE")) throw cause
         await scripts.cachemeMergeHold!(key, element, "")
-        if (epoch !== undefined) await client.call("SET", epoch, Protocol.newStamp(), "XX")
+        if (epoch !== undefined) await editEpoch(epoch, "hold", token, holdMillis)
         return { old: "", marker }
       }
       await bumped
@@ -802,7 +842,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
 
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
       const millis = Math.max(1, Math.ceil(holdMillis))
-      return run("hold", () => changingStamps(sets, (_, keys) => holdSet(keys, token, millis))).pipe(
+      return run("hold", () =>
+        changingStamps(sets, (_, keys) => holdSet(keys, token, millis), { token, millis })
+      ).pipe(
         Effect.flatMap((held) => Effect.forEach(sets, (set, i) => reclaim(set, held[i]!.old, "hard", held[i]!.marker)))
       )
     }
@@ -819,7 +861,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
             (_, keys) =>
               scripts.cachemeReleaseHold!(keys.length, ...keys, token, Protocol.newStamp()) as Promise<
                 [number, string?]
-              >
+              >,
+            { token, millis: undefined }
           )
         ).pipe(
           // A load may have been stored after a hold lapsed: its stamp is gone now, and so are its entries.

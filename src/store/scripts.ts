@@ -292,13 +292,79 @@ return {1, fill, sets}`
 )
 
 /**
- * Bumps the epoch at KEYS[2] (a group's family's, given on a single Redis) to `ARGV[n]` with one `SET ... XX`
- * (only when it exists: nothing recorded it otherwise): every change of a group's stamp bumps it in the same step.
- * On a Cluster the epoch lives on another slot and {@link bump} runs before and after the change instead; the
- * plain hold (`SET stamp !<element> PX holdMillis GET`, see `Redis.ts`) is followed on the same connection by the
- * same `SET <epoch> <fresh> XX`.
+ * Bumps the epoch at KEYS[2] (a group's family's, given on a single Redis) to the fresh random `ARGV[n]` (only when
+ * it exists: nothing recorded it otherwise; `remove`: the token of a hold released in the same step): every change
+ * of a group's stamp bumps it in the same step, with `GET` and `SET` (and `TIME` when it lists holds). On a Cluster
+ * the epoch lives on another slot and {@link epoch} runs before and after the change instead; the plain hold (`SET
+ * stamp !<element> PX holdMillis GET`, see `Redis.ts`) is followed on the same connection by a plain `SET <epoch>
+ * !<fresh>;+<holdMillis>@<token> XX GET` (and {@link epoch} `merge` when the value it replaced listed holds).
  */
-const bumpEpoch = (fresh: string) => `if KEYS[2] then redis.call('SET', KEYS[2], ${fresh}, 'XX') end`
+const bumpEpoch = (fresh: string, remove = "nil") =>
+  `${epochLib}
+if KEYS[2] then editEpoch(KEYS[2], ${fresh}, nil, nil, ${remove}, nil, false) end`
+
+/**
+ * `editEpoch(key, fresh, add, addMillis, remove, merged, clean)`: the Lua twin of `Protocol.editEpoch` (read its
+ * doc for the format). Edits the epoch at `key` if it exists (false otherwise) and returns its value now: holds
+ * whose deadline passed are dropped, and `remove`'s; `+<millis>` deadlines are counted from now; `merged` (a value
+ * that a plain hold replaced) has its holds put back; `add` is added, `addMillis` from now; a fresh random replaces
+ * the old one. With `clean`, an epoch where no hold lapsed (nor needed counting) is left as it was. `TIME` is asked
+ * only when the epoch lists holds.
+ */
+const epochLib = `local function editEpoch(key, fresh, add, addMillis, remove, merged, clean)
+  local old = redis.pcall('GET', key)
+  if type(old) ~= 'string' then return false end
+  local holds, count, dirty, clock = {}, 0, false, nil
+  local function nowMs()
+    if not clock then
+      local t = redis.call('TIME')
+      clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    return clock
+  end
+  local function take(v)
+    if not v or string.sub(v, 1, 1) ~= '!' then return end
+    local at = string.find(v, ';', 1, true)
+    if not at then return end
+    for e in string.gmatch(string.sub(v, at + 1), '[^;]+') do
+      local sep = string.find(e, '@', 1, true)
+      if sep then
+        local written, token = string.sub(e, 1, sep - 1), string.sub(e, sep + 1)
+        local deadline
+        if string.sub(written, 1, 1) == '+' then
+          dirty = true
+          deadline = nowMs() + (tonumber(string.sub(written, 2)) or 0)
+        else
+          deadline = tonumber(written) or 0
+        end
+        if token ~= remove then
+          if deadline <= nowMs() then
+            dirty = true
+          else
+            if not holds[token] then count = count + 1 end
+            if not holds[token] or holds[token] < deadline then holds[token] = deadline end
+          end
+        end
+      end
+    end
+  end
+  take(old)
+  take(merged)
+  if clean and not dirty then return old end
+  if add then
+    local deadline = nowMs() + addMillis
+    if not holds[add] then count = count + 1 end
+    if not holds[add] or holds[add] < deadline then holds[add] = deadline end
+  end
+  local value = fresh
+  if count > 0 then
+    local parts = {}
+    for token, deadline in pairs(holds) do table.insert(parts, string.format('%d', deadline) .. '@' .. token) end
+    value = '!' .. fresh .. ';' .. table.concat(parts, ';')
+  end
+  redis.call('SET', key, value)
+  return value
+end`
 
 /**
  * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV mode, a fresh epoch -> the stamp before ("" none). Hard deletes
@@ -438,7 +504,7 @@ return 1`
 export const releaseHold = script<[number, string?]>(
   "cachemeReleaseHold",
   undefined,
-  `${bumpEpoch("ARGV[2]")}
+  `${bumpEpoch("ARGV[2]", "ARGV[1]")}
 local v = redis.pcall('GETDEL', KEYS[1])
 if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
@@ -474,19 +540,29 @@ if found then return {1} end
 return {0, ''}`
 )
 
+/** What {@link epoch} does to an epoch. */
+export type EpochOp = "bump" | "hold" | "release" | "merge" | "clean"
+
 /**
- * KEYS[1] a family's epoch; ARGV a fresh epoch -> 1 replaced | 0 none (nothing recorded it). On a Cluster, run
- * before and after a change of a group's stamp (which lives on another slot): the change then falls between two
- * bumps, so a fill that read the epoch before the first refuses, and a read after the second verifies.
+ * KEYS[1] a family's epoch; ARGV a fresh random, op ({@link EpochOp}), token (`hold`, `release`), holdMillis
+ * (`hold`), merged (`merge`: the value a plain hold replaced) -> the epoch now | nil none (nothing recorded it).
+ * `bump` replaces it (holds kept), `hold` adds a hold, `release` removes one, `merge` puts back the holds of the
+ * value a plain `SET ... XX GET` hold replaced, `clean` drops lapsed holds (left alone when none lapsed). On a
+ * Cluster, run before and after a change of a group's stamp (which lives on another slot): the change then falls
+ * between two edits, so a fill that read the epoch before the first refuses, and a read after the second verifies.
  */
-export const bump = script<number>(
-  "cachemeBump",
+export const epoch = script<string | null>(
+  "cachemeEpoch",
   1,
-  `if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0`
+  `${epochLib}
+local op = ARGV[2]
+local value
+if op == 'hold' then value = editEpoch(KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4]), nil, nil, false)
+elseif op == 'release' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, ARGV[3], nil, false)
+elseif op == 'merge' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, ARGV[5], false)
+elseif op == 'clean' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, nil, true)
+else value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, nil, false) end
+return value`
 )
 
 /**
@@ -556,7 +632,7 @@ export const all: ReadonlyArray<Script<unknown>> = [
   reclaim,
   mergeHold,
   releaseHold,
-  bump,
+  epoch,
   reepoch,
   inspect
 ]

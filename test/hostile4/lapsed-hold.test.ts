@@ -4,10 +4,11 @@
  *
  * A load whose lookup came during the hold recorded the epoch the hold's bump made; it read the row before the
  * COMMIT. The hold then lapses: its marker expires (Redis `PX`, the memory store's expiry), which replaces no
- * epoch. The fill finds the epoch it recorded current and the group without a stamp (the marker is gone), makes
- * one and stores the row read before the COMMIT: served for ever (ttl none), until some later change of that
- * group. A group of `invalidatedBy` is safe in the same interleaving (the lookup saw the marker: nothing stored),
- * shown by the control test.
+ * epoch. Before the fix the fill found the epoch it recorded current and the group without a stamp (the marker
+ * gone), made one and stored the row read before the COMMIT: served for ever (ttl none), until some later change
+ * of that group. Now the epoch lists the family's live holds, so the load that recorded it is not stored; a load
+ * that starts after the lapse is (the lease drops the lapsed hold from the epoch). A group of `invalidatedBy` is
+ * safe in the same interleaving (the lookup saw the marker: nothing stored), shown by the control test.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Schema } from "effect"
@@ -21,12 +22,7 @@ import { fresh, makeLibrary, versionsOf } from "./library.ts"
 const suite = (backend: Backend) => {
   const test = (name: string, body: Effect.Effect<void, unknown, CacheStore.CacheStore>) =>
     backend.test(name, () => body.pipe(Effect.provide(backend.layer({ leaseTtl: "1 minute" }))), 60_000)
-  // A KNOWN BREAK, open in issue 10 (docs/concepts.md, "Groups named by the value", known limit): it fails on
-  // every store today. Skipped so that CI stays green; run it with CACHEME_KNOWN_BREAKS=1 (it must fail until the
-  // protocol tells a lapsed hold from a group that never had a stamp).
-  const knownBreak = process.env.CACHEME_KNOWN_BREAKS === "1" ? test : (name: string, _body: unknown) => it.skip(name)
-
-  knownBreak(
+  test(
     "a load that began during a hold and fills after the hold lapsed (writer crashed after COMMIT): never served",
     Effect.gen(function* () {
       const lib = makeLibrary()
@@ -46,6 +42,70 @@ const suite = (backend: Backend) => {
         "1@0 2@1",
         "a read after the hold lapsed never gets the row read before the COMMIT"
       )
+    })
+  )
+
+  test(
+    "two holds in the family, the longer one released mid-load, the shorter one lapsing: still never served",
+    Effect.gen(function* () {
+      const lib = makeLibrary()
+      const store = yield* CacheStore.CacheStore
+      yield* lib.read(2) // the family's epoch exists (shelf 2 names books 3 and 4)
+      // Writer A holds book 2 briefly, commits and dies; writer B holds book 3 for long and releases normally.
+      yield* store.hold([lib.groupSet(2)], "crashed-writer", 300)
+      yield* store.hold([lib.groupSet(3)], "living-writer", 60_000)
+      const gate = yield* lib.gateNextLoad
+      const first = yield* Effect.forkChild(lib.read(1))
+      yield* Deferred.await(gate.started) // shelf 1 read book 2 before A's COMMIT
+      lib.versions.set(2, 1) // A's COMMIT; A dies
+      yield* store.releaseHold([lib.groupSet(3)], "living-writer") // B is done
+      yield* backend.advance(1_500) // A's hold lapses
+      yield* Deferred.succeed(gate.go, undefined)
+      assert.strictEqual(versionsOf(yield* Fiber.join(first)), "1@0 2@0")
+      assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1", "the row read before A's COMMIT is never served")
+    })
+  )
+
+  test(
+    "after a crashed writer's hold lapsed, loads are stored again (the lapsed hold leaves the epoch)",
+    Effect.gen(function* () {
+      const lib = makeLibrary()
+      const store = yield* CacheStore.CacheStore
+      yield* lib.read(3)
+      yield* store.hold([lib.groupSet(2)], "crashed-writer", 300)
+      lib.versions.set(2, 1)
+      yield* backend.advance(1_500) // the hold lapses; no release ever comes
+      // On a single Redis the plain hold listed itself with its length only; the first edit after it (this read's
+      // lease) counts its deadline from then, so the family is held at most one more hold length.
+      assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+      yield* backend.advance(1_500)
+      assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+      const loads = lib.state.loads
+      assert.strictEqual(versionsOf(yield* lib.read(1)), "1@0 2@1")
+      assert.strictEqual(lib.state.loads, loads, "stored by then: the next read is a hit")
+    })
+  )
+
+  test(
+    "two writers hold groups of one family at once: loads are stored only once both released",
+    Effect.gen(function* () {
+      const lib = makeLibrary()
+      const store = yield* CacheStore.CacheStore
+      yield* lib.read(3)
+      yield* store.hold([lib.groupSet(2)], "writer-a", 60_000)
+      yield* store.hold([lib.groupSet(4)], "writer-b", 60_000)
+      yield* store.releaseHold([lib.groupSet(4)], "writer-b")
+      // Writer A still holds book 2 (its hold must not have been lost when B's joined the epoch): shelf 1 names
+      // book 2, and a load now is not stored.
+      let loads = lib.state.loads
+      yield* lib.read(1)
+      yield* lib.read(1)
+      assert.strictEqual(lib.state.loads, loads + 2, "not stored while A holds")
+      yield* store.releaseHold([lib.groupSet(2)], "writer-a")
+      loads = lib.state.loads
+      yield* lib.read(1)
+      yield* lib.read(1)
+      assert.strictEqual(lib.state.loads, loads + 1, "stored once both released")
     })
   )
 
