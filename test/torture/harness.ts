@@ -13,7 +13,7 @@ import { createConnection } from "mysql2/promise"
 import { Client } from "pg"
 import { deleteRedisPrefix, MariaDB, Redis } from "../support/services.ts"
 import { check, report, type Verdict } from "./check.ts"
-import type { FinalReport, WorkerLog, WriteRecord } from "./history.ts"
+import type { FinalReport, TierReport, WorkerLog, WriteRecord } from "./history.ts"
 import { auxKeys, baseRows, createTableSql } from "./model.ts"
 import type { WorkerConfig } from "./worker.ts"
 
@@ -22,6 +22,8 @@ const workerPath = fileURLToPath(new URL("./worker.ts", import.meta.url))
 export interface Options {
   readonly label: string
   readonly dialect: WorkerConfig["dialect"]
+  /** The store every process builds (default `redis`); `tiered`: each with its own in-process tier. */
+  readonly store?: WorkerConfig["store"] | undefined
   readonly workers: number
   readonly fibers: number
   /** Operations per fiber. */
@@ -29,6 +31,10 @@ export interface Options {
   /** Cold-key phases, spread over the run. */
   readonly coldPhases: number
   readonly seed: number
+  /** The share of operations that are cached reads (default 0.4, see `WorkerConfig`). */
+  readonly reads?: number | undefined
+  /** The share of item picks that are hot rows (default 0.3, see `WorkerConfig`). */
+  readonly hot?: number | undefined
 }
 
 export interface Outcome {
@@ -36,6 +42,8 @@ export interface Outcome {
   readonly final: FinalReport
   readonly coldRuns: ReadonlyMap<number, number>
   readonly durationMs: number
+  /** The workers' tiers' counters, summed (tiered store runs only). */
+  readonly tier: TierReport | undefined
   /** One line: what ran and what was found. */
   readonly summary: string
   /** The seed, the counts and the histories of the first violations; empty when there are none. */
@@ -98,11 +106,50 @@ const spawnWorker = (config: WorkerConfig, timeoutMs: number): Promise<void> =>
     })
   })
 
+/** The tiers' counters summed over the workers (`undefined` when no worker ran on the tiered store). */
+const tierTotals = (logs: ReadonlyArray<WorkerLog>): TierReport | undefined => {
+  const reports = logs.flatMap((log) => (log.tier === undefined ? [] : [log.tier]))
+  if (reports.length === 0) return undefined
+  const sum = (field: Exclude<keyof TierReport, "byNode">) =>
+    reports.reduce((total, report) => total + report[field], 0)
+  const byNode: Record<string, number> = {}
+  for (const report of reports) {
+    for (const [node, count] of Object.entries(report.byNode)) {
+      // Node names carry the run id: `tt-<run>-item` is counted as `item`.
+      const name = node.slice(node.lastIndexOf("-") + 1)
+      byNode[name] = (byNode[name] ?? 0) + count
+    }
+  }
+  return {
+    localHits: sum("localHits"),
+    kept: sum("kept"),
+    discarded: sum("discarded"),
+    invalidated: sum("invalidated"),
+    flushes: sum("flushes"),
+    heartbeats: sum("heartbeats"),
+    sessions: sum("sessions"),
+    byNode
+  }
+}
+
+/** What the tiers did, for the summary (empty without tiers). */
+const tierLine = (tier: TierReport | undefined): string => {
+  if (tier === undefined) return ""
+  const byNode = Object.entries(tier.byNode)
+    .map(([node, count]) => `${node} ${count}`)
+    .join(", ")
+  return (
+    `in-process tiers: ${tier.localHits} lookups answered locally (${byNode}), ${tier.kept} reads kept, ` +
+    `${tier.discarded} discarded, ${tier.invalidated} copies dropped, ${tier.flushes} flushes, ${tier.sessions} sessions; `
+  )
+}
+
 export const runTorture = async (options: Options): Promise<Outcome> => {
   const started = Date.now()
   const { dialect, seed } = options
-  const run = `${dialect.slice(0, 2)}${process.pid}${seed.toString(36)}`
-  const table = `torture_${dialect}_${process.pid}`
+  const store = options.store ?? "redis"
+  const run = `${dialect.slice(0, 2)}${store === "tiered" ? "ti" : ""}${process.pid}${seed.toString(36)}`
+  const table = `torture_${dialect}${store === "tiered" ? "_tiered" : ""}_${process.pid}`
   const prefix = `test:${process.pid}:torture:${run}:`
   const aux = `test:${process.pid}:torture-aux:${run}:`
   const dir = mkdtempSync(join(tmpdir(), "cacheme-torture-"))
@@ -139,6 +186,7 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
     )
     const common = {
       dialect,
+      store,
       redisUrl: Redis.url,
       prefix,
       aux,
@@ -150,7 +198,9 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
       seed,
       coldAt,
       coldCallers: 12,
-      coldLoadMillis: 300
+      coldLoadMillis: 300,
+      reads: options.reads,
+      hot: options.hot
     } as const
     await Promise.all(
       Array.from({ length: options.workers }, (_, worker) =>
@@ -169,6 +219,7 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
       coldRuns.set(phase, Number((await redis.get(keys.coldRuns(phase))) ?? 0))
     }
     const verdict = check({ logs, initial, final, coldRuns })
+    const tier = tierTotals(logs)
     const durationMs = Date.now() - started
     const { counts, totals } = verdict
     const summary =
@@ -176,6 +227,7 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
       `${totals.reads} reads (${totals.served} served from the store, ${totals.readbacks} read-your-writes), ${totals.writes} writes (${totals.committed} committed, ${totals.rolledback} rolled back, ${totals.failed} refused by the database), ` +
       `${totals.invalidations} invalidations, ${totals.probes} membership probes, ${totals.coldPhases} cold phases (loader runs ${[...coldRuns.values()].join("/")}); ` +
       `final pass: ${final.cached} of ${final.checked} entries cached, ${final.mismatches.length} mismatches, ${final.unknownKeys.length} unknown keys; ` +
+      tierLine(tier) +
       `violations: ${Object.entries(counts)
         .map(([name, count]) => `${name} ${count}`)
         .join(", ")}`
@@ -186,6 +238,7 @@ export const runTorture = async (options: Options): Promise<Outcome> => {
       final,
       coldRuns,
       durationMs,
+      tier,
       summary,
       failure,
       errors: logs.flatMap((log) => log.errors)

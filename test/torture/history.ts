@@ -92,12 +92,32 @@ export interface ColdRecord extends Base {
 
 export type HistoryRecord = WriteRecord | ReadRecord | InvalidateRecord | ProbeRecord | ColdRecord
 
+/** What a worker's in-process tier did (tiered store runs only): its counters at the end of the run. */
+export interface TierReport {
+  /** Lookups answered from local copies. */
+  readonly localHits: number
+  /** Reads from Redis whose keys were kept, and those not kept (an invalidation came while they were in flight). */
+  readonly kept: number
+  readonly discarded: number
+  /** Copies dropped by an invalidation message or a write of this process. */
+  readonly invalidated: number
+  /** Times the tier emptied itself (channel down, bound lapsed, pattern invalidation). */
+  readonly flushes: number
+  readonly heartbeats: number
+  /** Channel sessions established (1 unless a connection dropped). */
+  readonly sessions: number
+  /** Lookups answered from local copies, by node name. */
+  readonly byNode: Readonly<Record<string, number>>
+}
+
 export interface WorkerLog {
   readonly worker: number
   readonly seed: number
   readonly records: ReadonlyArray<HistoryRecord>
   /** Unexpected failures (not a check: these fail the run). */
   readonly errors: ReadonlyArray<string>
+  /** The tier's counters, when the worker ran on the tiered store. */
+  readonly tier?: TierReport | undefined
 }
 
 /** What the final pass found: each entry the cache served without loading, against a fresh SELECT. */

@@ -94,8 +94,13 @@ export const makeModel = (options: {
   readonly redis: Redis
   /** Makes the `load` id of a value: unique to one load. */
   readonly loadId: () => string
+  /**
+   * Every node's `local` option: `true` opts it into a tiered store's in-process tier (the tiered run's store
+   * keeps nothing by default, so the tier serves these nodes only through this option); absent, the store's default.
+   */
+  readonly local?: boolean | undefined
 }) => {
-  const { aux, loadId, redis, run, table } = options
+  const { aux, loadId, local, redis, run, table } = options
   const keys = auxKeys(aux)
   const ById = TableInvalidNode.make(`tt-${run}-by-id`, { table, fields: { id: Schema.Number } })
   const ByGrp = TableInvalidNode.make(`tt-${run}-by-grp`, { table, fields: { grp: Schema.Number } })
@@ -109,6 +114,7 @@ export const makeModel = (options: {
     value: ItemValue,
     ttl: null,
     stale: false,
+    local,
     tags: [rowsTag],
     invalidatedBy: ({ id }) => [ById.make({ id }), Shard.make({ s: id % 3 })]
   })
@@ -117,6 +123,7 @@ export const makeModel = (options: {
     value: GroupValue,
     ttl: null,
     stale: false,
+    local,
     tags: [rowsTag],
     invalidatedBy: ({ grp }) => [ByGrp.make({ grp })]
   })
@@ -125,13 +132,15 @@ export const makeModel = (options: {
     value: CounterValue,
     ttl: null,
     stale: false,
+    local,
     invalidatedBy: ({ k }) => [CounterGroup.make({ k })]
   })
   const Cold = Node.make(`tt-${run}-cold`, {
     fields: { phase: Schema.Number },
     value: ColdValue,
     ttl: null,
-    stale: false
+    stale: false,
+    local
   })
 
   const pause = Effect.suspend(() => {

@@ -1,7 +1,8 @@
 /**
  * One process of the torture suite (see README.md), run by `harness.ts` with a JSON configuration as its only
  * argument. In `run` mode it starts `fibers` fibers that each do `ops` seeded operations through `Memo` and
- * `effect-cacheme/kysely` (sync mode) against one table and the shared Redis store, and writes its history
+ * `effect-cacheme/kysely` (sync mode) against one table and the shared Redis store (the Redis store, or the tiered
+ * store: an in-process tier of its own in front of the shared Redis), and writes its history
  * (history.ts) to `out`. In `verify` mode (after every worker has exited) it reads every entry the run can have
  * made and compares each one the cache serves with a fresh SELECT, and writes a `FinalReport` to `out`.
  *
@@ -19,6 +20,7 @@ import { createPool } from "mysql2"
 import { Pool } from "pg"
 import { CachemeConfig, CacheStore, InvalidNode, Memo } from "../../src/index.ts"
 import { Database, TableInvalidNode } from "../../src/kysely/index.ts"
+import { type TierHandle, tierOf } from "../../src/store/Tiered.ts"
 import { MariaDB, Postgres } from "../support/services.ts"
 import type {
   FinalReport,
@@ -26,6 +28,7 @@ import type {
   ReadRecord,
   ReadTarget,
   RowState,
+  TierReport,
   WorkerLog,
   WriteOp,
   WriteRecord
@@ -47,6 +50,11 @@ import {
 export interface WorkerConfig {
   readonly mode: "run" | "verify"
   readonly dialect: "postgres" | "mariadb"
+  /**
+   * `redis`: `CacheStore.layerRedis`; `tiered`: `CacheStore.layerTiered`, each process with its own in-process tier
+   * in front of the shared Redis (the store keeps no node by default; every node opts in with `local: true`).
+   */
+  readonly store: "redis" | "tiered"
   readonly redisUrl: string
   /** The store's prefix. */
   readonly prefix: string
@@ -65,6 +73,17 @@ export interface WorkerConfig {
   readonly coldCallers: number
   /** How long a cold load takes, in millis (longer than the herd's quick re-reads). */
   readonly coldLoadMillis: number
+  /**
+   * The share of operations that are cached reads (0.4 when absent); the rest of the mix keeps its proportions.
+   * The tiered run reads more: a local copy is made by the second read of an entry in a process, and served from
+   * the third on, until one of its keys changes.
+   */
+  readonly reads?: number | undefined
+  /**
+   * The share of the items read, invalidated and probed that are hot rows (0.3 when absent); of the rest, five in
+   * seven are other base rows and two in seven fresh ids.
+   */
+  readonly hot?: number | undefined
   /** Where to write the WorkerLog (run) or FinalReport (verify), as JSON. */
   readonly out: string
 }
@@ -152,6 +171,11 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
     }
   }
 
+  /** Maps a uniform draw onto the operation scale below (reads under 0.4), with `config.reads` of it reads. */
+  const reads = config.reads ?? 0.4
+  const hot = config.hot ?? 0.3
+  const mix = (drawn: number) => (drawn < reads ? (drawn * 0.4) / reads : 0.4 + ((drawn - reads) * 0.6) / (1 - reads))
+
   const fiber = (f: number) =>
     Effect.gen(function* () {
       const next = random(fiberSeed(config.seed, config.worker, f))
@@ -171,9 +195,9 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
 
       /** Rows 1-4 are hot (every fiber of every process reads and writes them often); fresh ids may not exist yet. */
       const pickId = (d: number, e: number) =>
-        d < 0.3
+        d < hot
           ? 1 + Math.floor(e * HOT_ROWS)
-          : d < 0.8
+          : (d - hot) / (1 - hot) < 5 / 7
             ? 1 + Math.floor(e * BASE_ROWS)
             : freshId(Math.floor(e * config.workers), Math.floor(((e * config.workers) % 1) * FRESH_PER_WORKER))
 
@@ -636,7 +660,8 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
         const d = Array.from({ length: 10 }, next)
         // The last operations of a fiber only read (while other fibers and processes may still write), so the
         // final pass finds entries filled in the thick of it.
-        const op = i >= config.ops * 0.85 ? next() * 0.4 : next()
+        const drawn = next()
+        const op = i >= config.ops * 0.85 ? drawn * 0.4 : mix(drawn)
         const id = writable(d[1]!, d[2]!)
         const around: ReadonlyArray<ReadTarget> = [
           { node: "item", id },
@@ -686,16 +711,79 @@ const runWorker = (config: WorkerConfig, model: Model, redis: Redis, loadId: () 
     })
 
   return Effect.gen(function* () {
+    const tier = yield* tierServing(config)
     yield* Effect.all(
       Array.from({ length: config.fibers }, (_, f) => fiber(f)),
       { concurrency: "unbounded", discard: true }
     )
     // Hold releases go out on the next turn after a write resolved: let them land before the layer closes.
     yield* Effect.sleep(200)
-    const log: WorkerLog = { worker: config.worker, seed: config.seed, records, errors }
+    const log: WorkerLog = { worker: config.worker, seed: config.seed, records, errors, tier: tierReport(tier) }
     return log
   })
 }
+
+/** The tier behind the store the workers see (`countLocalHits` wraps the tiered store). */
+const tiersOf = new WeakMap<CacheStore.CacheStore["Service"], TierHandle>()
+
+/**
+ * On the tiered store, the store's tier once it serves (its channel is up and its first heartbeat came back), so
+ * that the run exercises local copies from its first operation; `undefined` on the Redis store.
+ */
+const tierServing = (config: WorkerConfig) =>
+  Effect.gen(function* () {
+    if (config.store !== "tiered") return undefined
+    const tier = tiersOf.get(yield* CacheStore.CacheStore)
+    if (tier === undefined) return yield* Effect.die(new Error("the tiered run's store has no in-process tier"))
+    for (let waited = 0; !tier.serving(); waited++) {
+      if (waited > 6000) return yield* Effect.die(new Error("the in-process tier never started serving"))
+      yield* Effect.sleep(5)
+    }
+    return tier
+  })
+
+/** Lookups answered from local copies, by node (the part of the key before its first `:`). */
+const localHitsByNode = new Map<string, number>()
+
+/**
+ * The tiered store as it is, but counting which nodes' lookups its tier answered (a local hit is answered when
+ * `lookup` is called, so the tier's counter moves during the call exactly when this lookup was one).
+ */
+const countLocalHits = <E, R>(layer: Layer.Layer<CacheStore.CacheStore, E, R>) =>
+  Layer.effect(
+    CacheStore.CacheStore,
+    Effect.gen(function* () {
+      const store = yield* CacheStore.CacheStore
+      const tier = tierOf(store)
+      if (tier === undefined) return yield* Effect.die(new Error("the tiered run's store has no in-process tier"))
+      const lookup: typeof store.lookup = (key, sets, leaseMillis, local) => {
+        const before = tier.stats.localHits
+        const found = store.lookup(key, sets, leaseMillis, local)
+        if (tier.stats.localHits > before) {
+          const node = key.slice(0, key.indexOf(":"))
+          localHitsByNode.set(node, (localHitsByNode.get(node) ?? 0) + 1)
+        }
+        return found
+      }
+      const counted: CacheStore.CacheStore["Service"] = { ...store, lookup }
+      tiersOf.set(counted, tier)
+      return counted
+    })
+  ).pipe(Layer.provide(layer))
+
+const tierReport = (tier: TierHandle | undefined): TierReport | undefined =>
+  tier === undefined
+    ? undefined
+    : {
+        localHits: tier.stats.localHits,
+        kept: tier.stats.kept,
+        discarded: tier.stats.discarded,
+        invalidated: tier.stats.invalidated,
+        flushes: tier.stats.flushes,
+        heartbeats: tier.stats.heartbeats,
+        sessions: tier.sessions(),
+        byNode: Object.fromEntries(localHitsByNode)
+      }
 
 /**
  * The final pass: every entry the run can have made is read through the cache once; each one the cache served
@@ -756,9 +844,22 @@ const main = async () => {
   redis.on("error", () => {})
   let loads = 0
   const loadId = () => `${config.mode === "verify" ? "verify" : `w${config.worker}`}.${loads++}`
-  const model = makeModel({ run: config.run, table: config.table, aux: config.aux, redis, loadId })
+  const tiered = config.store === "tiered"
+  const model = makeModel({
+    run: config.run,
+    table: config.table,
+    aux: config.aux,
+    redis,
+    loadId,
+    local: tiered ? true : undefined
+  })
+  const store = tiered
+    ? // The store's default keeps nothing (`only`), so what the tier serves it serves through the nodes' own
+      // opt-in; the staleness bound is the default (1 second).
+      CacheStore.layerTiered({ url: config.redisUrl, prefix: config.prefix, local: { only: () => false } })
+    : CacheStore.layerRedis({ url: config.redisUrl, prefix: config.prefix })
   const layer = Database.layer({ dialect: dialectOf(config.dialect) }).pipe(
-    Layer.provideMerge(CacheStore.layerRedis({ url: config.redisUrl, prefix: config.prefix })),
+    Layer.provideMerge(tiered ? countLocalHits(store) : store),
     Layer.provideMerge(CachemeConfig.layer(settingsFor(config.prefix))),
     Layer.orDie
   )
