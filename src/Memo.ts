@@ -694,12 +694,20 @@ const joinOrLead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, request
   })
 
 /** What asking for the lease came to: a value (loaded under it, or without the store), or a reason to wait. */
-type Acquired<A> = { readonly _tag: "Served"; readonly served: Served<A> } | { readonly _tag: "Busy" | "Changed" }
+type Acquired<A> =
+  | { readonly _tag: "Served"; readonly served: Served<A> }
+  | { readonly _tag: "Busy" | "Changed" }
+  /** The lease request failed, and the caller (a herd waiter) decides what comes next. */
+  | { readonly _tag: "StoreDown" }
 
-/** Asks for the lease; with it, loads and fills. A store failure loads without the cache. */
+/**
+ * Asks for the lease; with it, loads and fills. A store failure loads without the cache, or for a herd waiter
+ * (`waiting`) is reported (it waits on).
+ */
 const acquire = <A, E, R>(
   call: Call<A, E, R>,
-  view: CacheStore.View
+  view: CacheStore.View,
+  waiting = false
 ): Effect.Effect<Acquired<A>, E | CacheStoreError, R> =>
   Effect.suspend(() => {
     const token = newToken()
@@ -721,7 +729,9 @@ const acquire = <A, E, R>(
       ),
       (leasing): Effect.Effect<Acquired<A>, E | CacheStoreError, R> => {
         if (leasing === undefined)
-          return Effect.map(loadOnly(call), (served): Acquired<A> => ({ _tag: "Served", served }))
+          return waiting
+            ? Effect.succeed({ _tag: "StoreDown" })
+            : Effect.map(loadOnly(call), (served): Acquired<A> => ({ _tag: "Served", served }))
         if (leasing._tag !== "Leased") return Effect.succeed({ _tag: leasing._tag })
         // What this load records (the stamps its lease made included). A load under a hold may read rows a write
         // is committing: nobody may join it on the strength of its lease.
@@ -759,6 +769,8 @@ const lead = <A, E, R>(call: Call<A, E, R>, view: CacheStore.View, changes = 0):
             return waitForHerd(call)
           case "Changed":
             return changes < 2 ? relook(call, changes + 1) : loadOnly(call)
+          case "StoreDown":
+            return loadOnly(call)
         }
       })
 
@@ -797,9 +809,12 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
         const softTimeout = call.instance.node.failSafe?.softTimeout
         const failSafeAt = softTimeout === undefined ? undefined : started + Duration.toMillis(softTimeout)
         let delay = quick
-        // Polls in a row that could not reach the store: a passing fault does not make a waiter load beside the
-        // holder; a store that stays unreachable for `herdRetryCount` polls (or past `herdMaxWait`) does.
+        // Re-reads, and lease requests, that could not reach the store, each in a row: a passing fault does not
+        // make a waiter load beside the holder; a store that stays unreachable for `herdRetryCount` of them (or
+        // past `herdMaxWait`) does, without the cache.
         let failures = 0
+        let leaseFailures = 0
+        const tolerated = Math.max(1, herdRetryCount)
         for (let polls = 1; ; polls++) {
           // A completion notice (the holder filled or released) ends the wait early.
           if (watch === undefined) yield* Effect.sleep(delay)
@@ -810,7 +825,7 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
           if (step._tag === "Done") return step.served
           if (step._tag === "StoreDown") {
             failures++
-            if (failures < Math.max(1, herdRetryCount) && (yield* Clock.currentTimeMillis) < deadline) continue
+            if (failures < tolerated && (yield* Clock.currentTimeMillis) < deadline) continue
           }
           if (step._tag !== "Miss") return yield* loadOnly(call)
           failures = 0
@@ -832,9 +847,12 @@ const waitForHerd = <A, E, R>(call: Call<A, E, R>): Result<A, E> =>
           }
           const over = now >= deadline
           if (step.view.holder !== undefined && !over) continue
-          const acquired = yield* acquire(call, step.view)
+          const acquired = yield* acquire(call, step.view, true)
           if (acquired._tag === "Served") return acquired.served
-          if (over) return yield* loadOnly(call)
+          if (acquired._tag === "StoreDown") {
+            if (++leaseFailures < tolerated && !over) continue
+          } else leaseFailures = 0
+          if (over || acquired._tag === "StoreDown") return yield* loadOnly(call)
         }
       }),
     (watch) => Effect.sync(() => watch?.close())

@@ -478,12 +478,19 @@ const waitFor = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>):
             const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(herdMaxWait)
             let delay = quick
             let waiting = entries
+            // Store failures in a row (a re-read, or a lease request): a passing fault does not make the batch load
+            // a key beside its holder; `herdRetryCount` of them in a row (or `herdMaxWait`) do, without storing.
+            let failures = 0
+            const tolerated = Math.max(1, herdRetryCount)
             for (let polls = 1; waiting.length > 0; polls++) {
               yield* waitAny(watches, waiting, delay)
               for (const watch of watches.values()) watch.arm()
               if (polls >= herdRetryCount) delay = Math.min(slowest, delay * 2)
               const lookups = yield* attempt(batch, lookup(batch, waiting), undefined)
-              if (lookups === undefined) return yield* load(batch, [], waiting)
+              if (lookups === undefined) {
+                if (++failures < tolerated && (yield* Clock.currentTimeMillis) < deadline) continue
+                return yield* load(batch, [], waiting)
+              }
               const sorted = yield* sort(batch, waiting, lookups)
               yield* refreshInBackground(batch, sorted.refresh)
               const over = (yield* Clock.currentTimeMillis) >= deadline
@@ -492,8 +499,13 @@ const waitFor = <A, E, R>(batch: Batch<A, E, R>, entries: ReadonlyArray<Entry>):
               const leasings = yield* leaseAll(batch, free, "replace")
               for (let i = 0; i < leasings.held.length; i++) yield* batch.metrics.miss
               const gaveUp = over ? [...leasings.busy, ...leasings.changed] : []
-              yield* load(batch, leasings.held, [...sorted.unreadable, ...leasings.failed, ...gaveUp])
-              waiting = over ? [] : [...still.map((miss) => miss.entry), ...leasings.busy, ...leasings.changed]
+              const retried = !over && leasings.failed.length > 0 && ++failures < tolerated ? leasings.failed : []
+              if (leasings.failed.length === 0) failures = 0
+              const unstored = retried.length === 0 ? leasings.failed : []
+              yield* load(batch, leasings.held, [...sorted.unreadable, ...unstored, ...gaveUp])
+              waiting = over
+                ? []
+                : [...still.map((miss) => miss.entry), ...leasings.busy, ...leasings.changed, ...retried]
               // Keys no longer waited for stop being watched.
               const left = new Set(waiting)
               for (const [entry, watch] of watches) {

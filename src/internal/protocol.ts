@@ -116,59 +116,109 @@ export const holdMark = "!"
  */
 export const holdElement = (token: string, holdMillis: number): string => `${holdMillis}:${token}`
 
-/** Whether a stamp is a hold marker (a write is committing: nothing loaded now may be stored). */
-export const isHold = (stamp: string): boolean => stamp.startsWith(holdMark)
+/**
+ * Whether a stamp is a hold marker, or an epoch that lists a hold (see {@link epochHolds}): a write is committing,
+ * nothing loaded now may be stored. Stamps never hold a `;`.
+ */
+export const isHold = (stamp: string): boolean =>
+  stamp.startsWith(holdMark) || (stamp.indexOf(";") !== -1 && epochHolds(stamp).holds.size > 0)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Epochs
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * A family's epoch while no hold of its groups may be live is a fresh random; while some may be, it lists them:
- * `!<random>;<deadline>@<token>;...` (the deadline in the store's clock, millis; on Redis `+<holdMillis>` stands for
- * a deadline not yet counted, written by a hold's plain `SET ... XX GET` and counted from the next edit). So it
- * reads as held ({@link isHold}): a load whose lookup or lease saw it is not stored. That is what keeps a hold that
- * lapses (its writer committed, then crashed: no release ever comes) from letting a load that read the row before
- * the COMMIT be stored under a value-named group: the lapse changes nothing in Redis, but the epoch the load
- * recorded said a hold was live (invariant 8 in docs/concepts.md). A hold whose deadline passed is dropped at the
- * next edit (any change of the family's groups, or a lease that finds the epoch held: {@link editEpoch} `clean`).
- * The Lua twin of this function is `editEpoch` in `store/scripts.ts`.
+ * A family's epoch is a log that every change of its groups appends to (Redis `APPEND`: one plain command, atomic,
+ * and it makes the epoch when it is missing): a base (a random) then elements, each after a `;`:
+ * - `+<millis>@<token>`: a hold of one of its groups, its deadline not yet counted (the next compaction counts it
+ *   from its own clock: later than the true one, never earlier);
+ * - `<deadline>@<token>`: a hold with its deadline (the store's clock, millis);
+ * - `-@<token>`: that hold released;
+ * - `*<random>`: another change (an invalidation of one of its groups).
+ * Any append makes another value, so a load that recorded the epoch before it sees it moved. An epoch that lists a
+ * hold not released reads as **held** ({@link isHold}): a load whose lookup or lease saw it is returned and not
+ * stored, and nobody joins it. That is what keeps a hold that lapses (its writer committed, then crashed: no release
+ * ever comes) from letting a load that read the row before the COMMIT be stored under a value-named group: the
+ * lapse changes nothing in the store, but the epoch the load recorded said a hold was live (invariant 8 in
+ * docs/concepts.md). A {@link compactEpoch} (a lease that finds the epoch held, or an epoch grown past
+ * {@link epochCompactAt} characters) drops released and lapsed holds and the other elements, and counts deadlines.
+ * Its Lua twin is `compactEpoch` in `store/scripts.ts`.
  */
-export interface EpochEdit {
-  /** A hold to add, with its length. */
-  readonly add?: { readonly token: string; readonly millis: number } | undefined
-  /** A hold to remove (released). */
-  readonly remove?: string | undefined
-  /** Only drop lapsed holds: the epoch is left as it is (same value) when none lapsed. */
-  readonly clean?: boolean | undefined
+export const epochCompactAt = 256
+
+/** Holds last at most this long in the store (a longer one is cut to it: the writer then invalidates again). */
+export const maxHoldMillis = 60 * 60 * 1000
+
+/** The element of an epoch that a hold appends. */
+export const epochHoldElement = (token: string, holdMillis: number): string =>
+  `;+${Math.min(holdMillis, maxHoldMillis)}@${token}`
+
+/** The element of an epoch that a hold appends where the store's clock is at hand (its deadline counted). */
+export const epochHoldElementUntil = (token: string, deadline: number): string => `;${deadline}@${token}`
+
+/** The element of an epoch that a release appends. */
+export const epochReleaseElement = (token: string): string => `;-@${token}`
+
+/** The element of an epoch that another change appends. */
+export const epochBumpElement = (fresh: string): string => `;*${fresh}`
+
+/**
+ * The holds an epoch lists and that were not released: token -> deadline, the uncounted ones counted from `now`
+ * (without `now`, 0: for parsing only); `relative` says whether there were uncounted ones. Pure parsing: a hold whose
+ * deadline passed is still listed until a compaction drops it.
+ */
+export const epochHolds = (
+  epoch: string,
+  now = 0
+): { readonly holds: Map<string, number>; readonly relative: boolean } => {
+  const holds = new Map<string, number>()
+  const released: Array<string> = []
+  let relative = false
+  let at = epoch.indexOf(";")
+  while (at !== -1) {
+    const next = epoch.indexOf(";", at + 1)
+    const element = epoch.slice(at + 1, next === -1 ? undefined : next)
+    at = next
+    const sep = element.indexOf("@")
+    if (sep === -1) continue
+    const token = element.slice(sep + 1)
+    const head = element.slice(0, sep)
+    if (head === "-") {
+      released.push(token)
+      continue
+    }
+    if (head.startsWith("+")) relative = true
+    const written = head.startsWith("+") ? Number(head.slice(1)) : Number(head)
+    const deadline = head.startsWith("+") ? now + Math.min(written, maxHoldMillis) : written
+    if (!Number.isFinite(written)) continue
+    // What is no number was not written by a store (forged, broken): no hold. One too far away is cut at
+    // compaction (a clock that went back).
+    if (!Number.isFinite(deadline)) continue
+    holds.set(token, Math.max(holds.get(token) ?? Number.NEGATIVE_INFINITY, deadline))
+  }
+  for (const token of released) holds.delete(token)
+  return { holds, relative }
 }
 
-/** The epoch after an edit at `now` (store clock): see {@link EpochEdit}; `fresh` is a new random. */
-export const editEpoch = (old: string, now: number, fresh: string, edit: EpochEdit = {}): string => {
-  const holds = new Map<string, number>()
-  let dirty = false
-  const at = old.indexOf(";")
-  if (isHold(old) && at !== -1) {
-    for (const element of old.slice(at + 1).split(";")) {
-      const sep = element.indexOf("@")
-      if (sep === -1) continue
-      const token = element.slice(sep + 1)
-      const written = element.slice(0, sep)
-      const relative = written.startsWith("+")
-      const deadline = relative ? now + (Number(written.slice(1)) || 0) : Number(written) || 0
-      if (relative) dirty = true
-      if (token === edit.remove) continue
-      if (deadline <= now) dirty = true
-      else holds.set(token, Math.max(holds.get(token) ?? 0, deadline))
+/**
+ * An epoch compacted at `now` (the store's clock): a fresh base and the holds still live, each with its deadline
+ * (uncounted ones counted from `now`; one further than {@link maxHoldMillis} away is dropped). With
+ * `onlyIfLapsed`, an epoch where no hold needed dropping or counting is returned as it is.
+ */
+export const compactEpoch = (epoch: string, now: number, fresh: string, onlyIfLapsed = false): string => {
+  const { holds, relative } = epochHolds(epoch, now)
+  let changed = relative
+  let value = fresh
+  for (const [token, deadline] of holds) {
+    // A deadline further than the longest hold from now was written by no store (forged, or a clock that went
+    // back that far): no hold, like one that lapsed.
+    if (deadline <= now || deadline > now + maxHoldMillis) {
+      changed = true
+      continue
     }
+    value += `;${deadline}@${token}`
   }
-  if (edit.clean === true && !dirty) return old
-  if (edit.add !== undefined)
-    holds.set(edit.add.token, Math.max(holds.get(edit.add.token) ?? 0, now + edit.add.millis))
-  if (holds.size === 0) return fresh
-  let value = `${holdMark}${fresh}`
-  for (const [token, deadline] of holds) value += `;${deadline}@${token}`
-  return value
+  return onlyIfLapsed && !changed ? epoch : value
 }
 
 /** The incarnation of a stamp, without its soft generation. */

@@ -20,6 +20,7 @@
  *
  * @since 0.1.0
  */
+import * as Protocol from "../internal/protocol.ts"
 import { Context, Duration, Effect, FiberSet, Layer, PubSub, Queue, Schedule } from "effect"
 import { CacheStore } from "../CacheStore.ts"
 import * as Invalidation from "../Invalidation.ts"
@@ -202,7 +203,8 @@ export const layer = (
   Layer.effect(
     Invalidator,
     Effect.gen(function* () {
-      const holdMillis = Duration.toMillis(options.holdTtl ?? holdTtl)
+      // A store keeps a hold at most `maxHoldMillis` (an hour): a write that outlasts it invalidates again.
+      const holdMillis = Math.min(Duration.toMillis(options.holdTtl ?? holdTtl), Protocol.maxHoldMillis)
       const batches = yield* Effect.acquireRelease(PubSub.unbounded<Batch>(), PubSub.shutdown)
       const store = yield* CacheStore
       const listener = yield* Invalidation.Listener

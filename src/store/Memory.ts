@@ -146,7 +146,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             const seen =
               looked === null || Protocol.isHold(looked)
                 ? isEpochSet(set)
-                  ? editEpochAt(set, now, { clean: true })
+                  ? cleanEpoch(set, now)
                   : stamp(set, now)
                 : looked
             created.push(seen === null)
@@ -375,22 +375,33 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     }
 
     /**
-     * Replaces the epoch of `set`'s family, if it exists: with every change of a group's stamp (or a hold on it),
-     * so that entries that recorded the epoch read their value's groups again; a hold is listed in it until
-     * released or lapsed (`Protocol.editEpoch`).
+     * Appends to the epoch of `set`'s family with every change of a group's stamp (or a hold on
+     * it, or its release), so that entries that recorded the epoch read their value's groups again and loads that
+     * saw a hold are not stored (see `Protocol.epochHolds`); compacted once it grew past `Protocol.epochCompactAt`.
      */
-    const bump = (set: string, now: number, edit?: Protocol.EpochEdit) => {
+    const bump = (set: string, now: number, element?: string) => {
       const epoch = epochOfSet(set)
-      if (epoch !== undefined) editEpochAt(epoch, now, edit)
+      if (epoch === undefined) return
+      const slot = stamps.get(epoch)
+      const exists = slot !== undefined && slot.expiresAt > now
+      // A hold and a release make the epoch (a hold must be listed even if a lease makes the epoch later); another
+      // change only moves one that exists.
+      if (element === undefined && !exists) return
+      const current = exists ? slot.value : ""
+      element ??= Protocol.epochBumpElement(Protocol.newStamp())
+      const appended = current + element
+      const value =
+        appended.length > Protocol.epochCompactAt ? Protocol.compactEpoch(appended, now, Protocol.newStamp()) : appended
+      stamps.set(epoch, { value, expiresAt: Number.POSITIVE_INFINITY })
     }
 
-    /** Edits the epoch `epoch` if it exists; returns its value now (`null`: none). */
-    const editEpochAt = (epoch: string, now: number, edit?: Protocol.EpochEdit): string | null => {
+    /** A held epoch without its lapsed holds (the same value when none lapsed); `null`: none. */
+    const cleanEpoch = (epoch: string, now: number): string | null => {
       const current = stamp(epoch, now)
       if (current === null) return null
-      const next = Protocol.editEpoch(current, now, Protocol.newStamp(), edit)
-      stamps.get(epoch)!.value = next
-      return next
+      const value = Protocol.compactEpoch(current, now, Protocol.newStamp(), true)
+      if (value !== current) stamps.get(epoch)!.value = value
+      return value
     }
 
     const invalidateStamp = (set: string, mode: Mode, now: number): string | null => {
@@ -409,10 +420,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const invalidateSet = (set: string, mode: Mode) =>
       withClock((now) => reclaim(set, invalidateStamp(set, mode, now), mode, now))
 
-    const hold = (setIds: ReadonlyArray<string>, token: string, holdMillis: number) =>
+    const hold = (setIds: ReadonlyArray<string>, token: string, asked: number) =>
       withClock((now) =>
         setIds.map((set) => {
-          bump(set, now, { add: { token, millis: holdMillis } })
+          const holdMillis = Math.min(asked, Protocol.maxHoldMillis)
+          bump(set, now, Protocol.epochHoldElementUntil(token, now + holdMillis))
           const old = stamp(set, now)
           const slot = stamps.get(set)
           if (old !== null && Protocol.isHold(old)) {
@@ -428,7 +440,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {
         for (const set of setIds) {
-          bump(set, now, { remove: token })
+          bump(set, now, Protocol.epochReleaseElement(token))
           const current = stamp(set, now)
           if (current !== null && Protocol.isHold(current)) {
             const tokens = current.slice(1).split(",")

@@ -405,10 +405,15 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       life: number | undefined
     ): Promise<{ readonly stamp: string; readonly created: boolean }> => {
       const fresh = Protocol.newStamp()
-      const write =
+      const write = (
         life === undefined
           ? client.call("SET", stampKey(set), fresh, "NX", "GET")
           : client.call("SET", stampKey(set), fresh, "PX", life, "NX", "GET")
+      ).catch((cause) => {
+        // A key of another type there: replaced (one more round trip), never an error for ever.
+        if (!String((cause as Error)?.message ?? cause).startsWith("WRONGTYPE")) throw cause
+        return scripts.cachemeMakeStamp!(stampKey(set), fresh, life ?? "")
+      })
       return write.then((before) =>
         before === null ? { stamp: fresh, created: true } : { stamp: String(before), created: false }
       )
@@ -565,9 +570,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
         // changed after its stamp was read moves an epoch after that read (see `bump`).
         let named: ReadonlyArray<string> = []
         if (groups.length > 0) {
-          named = await Promise.all(
-            groups.map((set) => makeStamp(set, stampLife).then((made) => made.stamp))
-          )
+          named = await Promise.all(groups.map((set) => makeStamp(set, stampLife).then((made) => made.stamp)))
           const current = await getMany(epochs.map((i) => stampKey(sets.names[i]!)))
           if (named.some(Protocol.isHold) || current.some((epoch, j) => epoch !== stamps[epochs[j]!])) {
             await scripts.cachemeRelease!(entryKey(key), token, noticeChannel(key))
@@ -774,14 +777,8 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     /** Runs the `epoch` script on one epoch key (see `Scripts.epoch`); resolves to its value now, `null` none. */
-    const editEpoch = (
-      epoch: string,
-      op: Scripts.EpochOp,
-      token = "",
-      holdMillis = 0,
-      merged = ""
-    ): Promise<string | null> =>
-      scripts.cachemeEpoch!(epoch, Protocol.newStamp(), op, token, holdMillis, merged).then((value: unknown) =>
+    const editEpoch = (epoch: string, op: Scripts.EpochOp, token = "", holdMillis = 0): Promise<string | null> =>
+      scripts.cachemeEpoch!(epoch, Protocol.newStamp(), op, token, holdMillis).then((value: unknown) =>
         value === null || value === undefined || value === false ? null : String(value)
       )
 
@@ -805,25 +802,26 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
      * again once the marker stands) does a second step follow, the `mergeHold` script. Resolves to the stamp
      * before ("" none, or a hold marker) and the marker now.
      */
+    /**
+     * Holds whose first step is under way, by token: `true` once their release was sent. A release sent before the
+     * hold's merge (the hold timed out on the caller, who released it) must not be undone by that merge.
+     */
+    const pendingHolds = new Map<string, boolean>()
+
     const holdSet = async (keys: ReadonlyArray<string>, token: string, holdMillis: number) => {
       const [key, epoch] = keys as [string, string?]
       const element = Protocol.holdElement(token, holdMillis)
       const marker = Protocol.holdMark + element
       const held = client.call("SET", key, marker, "PX", holdMillis, "GET")
-      // The epoch lists this hold, its deadline counted by the next edit; when the value it replaced listed other
-      // holds, the `epoch` script puts them back (meanwhile the epoch reads as held all the same).
+      // The epoch lists this hold (made when missing), its deadline counted by the next compaction: one plain
+      // `APPEND`, which drops no other hold listed there. A key of another type there: the script repairs it.
       const bumped =
         epoch === undefined
           ? undefined
-          : client
-              .call("SET", epoch, `${Protocol.holdMark}${Protocol.newStamp()};+${holdMillis}@${token}`, "XX", "GET")
-              .then((replaced) =>
-                replaced !== null && replaced !== undefined && Protocol.isHold(String(replaced))
-                  ? editEpoch(epoch, "merge", "", 0, String(replaced))
-                  : null,
-                // A key of another type there: the script reads it as no epoch.
-                () => editEpoch(epoch, "hold", token, holdMillis)
-              )
+          : client.call("APPEND", epoch, Protocol.epochHoldElement(token, holdMillis)).then(
+              (length) => (Number(length) > Protocol.epochCompactAt ? editEpoch(epoch, "compact") : null),
+              () => editEpoch(epoch, "hold", token, holdMillis)
+            )
       let before: unknown
       try {
         before = await held
@@ -836,15 +834,18 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       }
       await bumped
       const old = before === null || before === undefined ? "" : String(before)
-      if (Protocol.isHold(old)) await scripts.cachemeMergeHold!(key, element, old)
+      if (Protocol.isHold(old)) await scripts.cachemeMergeHold!(key, pendingHolds.get(token) ? "" : element, old)
       return { old, marker }
     }
 
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
-      const millis = Math.max(1, Math.ceil(holdMillis))
-      return run("hold", () =>
-        changingStamps(sets, (_, keys) => holdSet(keys, token, millis), { token, millis })
-      ).pipe(
+      const millis = Math.max(1, Math.min(Math.ceil(holdMillis), Protocol.maxHoldMillis))
+      return run("hold", () => {
+        pendingHolds.set(token, false)
+        return changingStamps(sets, (_, keys) => holdSet(keys, token, millis), { token, millis }).finally(() =>
+          pendingHolds.delete(token)
+        )
+      }).pipe(
         Effect.flatMap((held) => Effect.forEach(sets, (set, i) => reclaim(set, held[i]!.old, "hard", held[i]!.marker)))
       )
     }
@@ -855,8 +856,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     const releaseHold = (sets: ReadonlyArray<string>, token: string) =>
       Effect.andThen(
         nextTurn,
-        run("releaseHold", () =>
-          changingStamps(
+        run("releaseHold", () => {
+          if (pendingHolds.has(token)) pendingHolds.set(token, true)
+          return changingStamps(
             sets,
             (_, keys) =>
               scripts.cachemeReleaseHold!(keys.length, ...keys, token, Protocol.newStamp()) as Promise<
@@ -864,7 +866,7 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
               >,
             { token, millis: undefined }
           )
-        ).pipe(
+        }).pipe(
           // A load may have been stored after a hold lapsed: its stamp is gone now, and so are its entries.
           Effect.flatMap((replies) =>
             Effect.forEach(sets, (set, i) => reclaim(set, replies[i]![1] ?? "", "hard"), { discard: true })
@@ -985,14 +987,14 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
       )
     }
 
-    // Every key of the protocol may be evicted safely (an eviction only turns a hit into a miss); say so when
-    // Redis may evict any key, since counts then miss what was evicted. Never blocks the layer.
+    // Every key of the protocol but a family's epoch may be evicted safely (an eviction only turns a hit into a
+    // miss); say so when Redis may evict any key. Never blocks the layer.
     yield* Effect.forkIn(
       Effect.tryPromise(() => client.config("GET", "maxmemory-policy") as Promise<Array<string>>).pipe(
         Effect.flatMap((reply) =>
           typeof reply?.[1] === "string" && reply[1].startsWith("allkeys-")
-            ? Effect.logInfo(
-                `effect-cacheme: Redis evicts any key (maxmemory-policy ${reply[1]}): values stay correct (an evicted entry, stamp or index only turns hits into misses), but invalidation counts and the admin's key counts leave out what was evicted`
+            ? Effect.logWarning(
+                `effect-cacheme: Redis evicts any key (maxmemory-policy ${reply[1]}): an evicted entry, stamp or index only turns hits into misses, but invalidation counts and the admin's key counts leave out what was evicted, and for nodes with invalidatedByValue an evicted family epoch forgets the holds it lists (a writer that then crashes between its COMMIT and its release could leave one pre-COMMIT value cached); a volatile-* policy or noeviction keeps every guarantee`
               )
             : Effect.void
         ),

@@ -7,7 +7,7 @@
  * the index writes go beside it). A script never reads a key it was not given. Scripts call `GET` through
  * `pcall`, so a key of another type (written by someone else) is repaired instead of failing every call.
  */
-import { offsets, tokenLength } from "../internal/protocol.ts"
+import { epochCompactAt, maxHoldMillis, offsets, tokenLength } from "../internal/protocol.ts"
 
 /** A Lua script: its source and how many of its arguments are keys (`undefined`: given with each call). */
 export interface Script<Reply> {
@@ -292,29 +292,30 @@ return {1, fill, sets}`
 )
 
 /**
- * Bumps the epoch at KEYS[2] (a group's family's, given on a single Redis) to the fresh random `ARGV[n]` (only when
- * it exists: nothing recorded it otherwise; `remove`: the token of a hold released in the same step): every change
- * of a group's stamp bumps it in the same step, with `GET` and `SET` (and `TIME` when it lists holds). On a Cluster
- * the epoch lives on another slot and {@link epoch} runs before and after the change instead; the plain hold (`SET
- * stamp !<element> PX holdMillis GET`, see `Redis.ts`) is followed on the same connection by a plain `SET <epoch>
- * !<fresh>;+<holdMillis>@<token> XX GET` (and {@link epoch} `merge` when the value it replaced listed holds).
+ * Appends `element` (a Lua expression) to the epoch at KEYS[2] (a group's family's, given on a single Redis; made
+ * when missing), with `ARGV[2]` a fresh random for a compaction: every change of a group's stamp appends to it in
+ * the same step (one `APPEND`; see `Protocol.epochHolds`). On a Cluster the epoch lives on another slot and
+ * {@link epoch} runs before and after the change instead; the plain hold (`SET stamp !<element> PX holdMillis GET`,
+ * see `Redis.ts`) is followed on the same connection by a plain `APPEND <epoch> ;+<holdMillis>@<token>`.
  */
-const bumpEpoch = (fresh: string, remove = "nil") =>
+const bumpEpoch = (element: string, onlyIfExists: boolean) =>
   `${epochLib}
-if KEYS[2] then editEpoch(KEYS[2], ${fresh}, nil, nil, ${remove}, nil, false) end`
+if KEYS[2] then appendEpoch(KEYS[2], ${element}, ARGV[2], ${onlyIfExists}) end`
 
 /**
- * `editEpoch(key, fresh, add, addMillis, remove, merged, clean)`: the Lua twin of `Protocol.editEpoch` (read its
- * doc for the format). Edits the epoch at `key` if it exists (false otherwise) and returns its value now: holds
- * whose deadline passed are dropped, and `remove`'s; `+<millis>` deadlines are counted from now; `merged` (a value
- * that a plain hold replaced) has its holds put back; `add` is added, `addMillis` from now; a fresh random replaces
- * the old one. With `clean`, an epoch where no hold lapsed (nor needed counting) is left as it was. `TIME` is asked
- * only when the epoch lists holds.
+ * The Lua twins of `Protocol.epochHolds` / `Protocol.compactEpoch` (read their docs for the log an epoch is):
+ * `compactEpoch(key, fresh, onlyIfLapsed)` rewrites the epoch at `key` (false when missing) to `fresh` and its live
+ * holds with their deadlines (`TIME` is asked only when it lists some) and returns it; `appendEpoch(key, element,
+ * fresh, onlyIfExists)` appends (making the epoch when missing, unless `onlyIfExists`; repairing a key of another
+ * type) and compacts past `Protocol.epochCompactAt` characters. A hold and a release make the epoch (a hold that
+ * found none must still be listed: a lease may make the epoch while the hold stands); another change only moves an
+ * epoch that exists (nothing recorded a missing one).
  */
-const epochLib = `local function editEpoch(key, fresh, add, addMillis, remove, merged, clean)
+const epochLib = `local function compactEpoch(key, fresh, onlyIfLapsed)
   local old = redis.pcall('GET', key)
   if type(old) ~= 'string' then return false end
-  local holds, count, dirty, clock = {}, 0, false, nil
+  local holds, released, relative, any = {}, {}, false, false
+  local clock = nil
   local function nowMs()
     if not clock then
       local t = redis.call('TIME')
@@ -322,60 +323,72 @@ const epochLib = `local function editEpoch(key, fresh, add, addMillis, remove, m
     end
     return clock
   end
-  local function take(v)
-    if not v or string.sub(v, 1, 1) ~= '!' then return end
-    local at = string.find(v, ';', 1, true)
-    if not at then return end
-    for e in string.gmatch(string.sub(v, at + 1), '[^;]+') do
-      local sep = string.find(e, '@', 1, true)
-      if sep then
-        local written, token = string.sub(e, 1, sep - 1), string.sub(e, sep + 1)
-        local deadline
-        if string.sub(written, 1, 1) == '+' then
-          dirty = true
-          deadline = nowMs() + (tonumber(string.sub(written, 2)) or 0)
+  local longest = ${maxHoldMillis}
+  for e in string.gmatch(old, ';([^;]*)') do
+    local sep = string.find(e, '@', 1, true)
+    if sep then
+      local head, token = string.sub(e, 1, sep - 1), string.sub(e, sep + 1)
+      if head == '-' then
+        released[token] = true
+      else
+        local d
+        if string.sub(head, 1, 1) == '+' then
+          relative = true
+          local ms = tonumber(string.sub(head, 2))
+          if ms ~= nil and ms == ms and ms ~= math.huge and ms ~= -math.huge then d = nowMs() + math.min(ms, longest) end
         else
-          deadline = tonumber(written) or 0
+          d = tonumber(head)
+          if d ~= nil and (d ~= d or d == math.huge or d == -math.huge) then d = nil end
         end
-        if token ~= remove then
-          if deadline <= nowMs() then
-            dirty = true
-          else
-            if not holds[token] then count = count + 1 end
-            if not holds[token] or holds[token] < deadline then holds[token] = deadline end
-          end
+        -- What is no number was not written by a store (forged, broken): no hold; too far is cut below.
+        if d ~= nil then
+          if holds[token] == nil or holds[token] < d then holds[token] = d end
+          any = true
+        else
+          relative = true
         end
       end
     end
   end
-  take(old)
-  take(merged)
-  if clean and not dirty then return old end
-  if add then
-    local deadline = nowMs() + addMillis
-    if not holds[add] then count = count + 1 end
-    if not holds[add] or holds[add] < deadline then holds[add] = deadline end
-  end
+  local changed = relative
   local value = fresh
-  if count > 0 then
-    local parts = {}
-    for token, deadline in pairs(holds) do table.insert(parts, string.format('%d', deadline) .. '@' .. token) end
-    value = '!' .. fresh .. ';' .. table.concat(parts, ';')
+  if any then
+    local now = nowMs()
+    for token, d in pairs(holds) do
+      if not released[token] then
+        -- Further than the longest hold from now: written by no store (forged, a clock gone back): no hold.
+        if d <= now or d > now + longest then
+          changed = true
+        else
+          value = value .. ';' .. string.format('%d', d) .. '@' .. token
+        end
+      end
+    end
   end
+  if onlyIfLapsed and not changed then return old end
   redis.call('SET', key, value)
   return value
+end
+local function appendEpoch(key, element, fresh, onlyIfExists)
+  if onlyIfExists and redis.call('EXISTS', key) == 0 then return end
+  local n = redis.pcall('APPEND', key, element)
+  if type(n) ~= 'number' then
+    redis.call('DEL', key)
+    n = redis.call('APPEND', key, element)
+  end
+  if n > ${epochCompactAt} then compactEpoch(key, fresh, false) end
 end`
 
 /**
- * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV mode, a fresh epoch -> the stamp before ("" none). Hard deletes
+ * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV mode, a fresh random -> the stamp before ("" none). Hard deletes
  * it (`GETDEL`: one command when it is a stamp); soft moves its generation on; a hold marker stays (the set is
  * already unusable, and the hold's writer still needs it: a hard invalidation writes it back, expiring after its
- * longest hold from now). With KEYS[2], one more command bumps the epoch.
+ * longest hold from now). With KEYS[2], one more command appends to the epoch.
  */
 export const invalidateStamp = script<string>(
   "cachemeInvalidateStamp",
   undefined,
-  `${bumpEpoch("ARGV[2]")}
+  `${bumpEpoch("';*' .. ARGV[2]", true)}
 if ARGV[1] == 'hard' then
   local v = redis.pcall('GETDEL', KEYS[1])
   if type(v) == 'table' then
@@ -453,7 +466,8 @@ return {${ReclaimReply.Dead}, setsJson}`
 )
 
 /**
- * KEYS[1] stamp; ARGV hold element (`<holdMillis>:<token>`), previous (the marker that the hold's own `SET ... GET`
+ * KEYS[1] stamp; ARGV hold element (`<holdMillis>:<token>`; "": the hold was released before this step, so only
+ * the others come back), previous (the marker that the hold's own `SET ... GET`
  * replaced, or "" when that `SET` failed on a key of another type) -> 1. The second step of a hold that found
  * another writer's hold: the first step, one plain `SET stamp !<element> PX holdMillis GET` (see `Redis.ts`), put
  * its own marker in place of theirs; this merges the holds it replaced back in, except those released since
@@ -473,8 +487,10 @@ if ARGV[2] ~= '' then
   for _, e in ipairs(before) do table.insert(live, e) end
   for _, e in ipairs(released) do table.insert(dead, e) end
 end
-local colon = string.find(ARGV[1], ':', 1, true)
-table.insert(live, {tonumber(string.sub(ARGV[1], 1, colon - 1)), string.sub(ARGV[1], colon + 1), ARGV[1]})
+if ARGV[1] ~= '' then
+  local colon = string.find(ARGV[1], ':', 1, true)
+  table.insert(live, {tonumber(string.sub(ARGV[1], 1, colon - 1)), string.sub(ARGV[1], colon + 1), ARGV[1]})
+end
 local gone, seen, holds, tombstones = {}, {}, {}, {}
 for _, e in ipairs(dead) do
   if not gone[e[2]] then
@@ -493,7 +509,7 @@ return 1`
 )
 
 /**
- * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV token, a fresh epoch -> {1} the hold was live (removed; the
+ * KEYS[1] stamp, [KEYS[2] its family's epoch]; ARGV token, a fresh random -> {1} the hold was live (removed; the
  * stamp goes with the last hold) | {0, stamp} it had lapsed: the stamp that stands was made after the lapse and is
  * deleted (a load may have been stored under it), and returned ("" none) so that its entries are reclaimed. A
  * lapsed hold whose set another writer holds now leaves that hold alone, and a tombstone of its own (a hold whose
@@ -504,7 +520,7 @@ return 1`
 export const releaseHold = script<[number, string?]>(
   "cachemeReleaseHold",
   undefined,
-  `${bumpEpoch("ARGV[2]", "ARGV[1]")}
+  `${bumpEpoch("';-@' .. ARGV[1]", false)}
 local v = redis.pcall('GETDEL', KEYS[1])
 if type(v) == 'table' then
   redis.call('DEL', KEYS[1])
@@ -540,29 +556,47 @@ if found then return {1} end
 return {0, ''}`
 )
 
+/**
+ * KEYS[1] a stamp (or an epoch); ARGV a fresh stamp, its life in millis ("": for ever) -> the stamp that stood
+ * (nil: this one was made). The lease's `SET ... NX GET` when that failed on a key of another type: the key is
+ * replaced, never an error for ever (invariant 7).
+ */
+export const makeStamp = script<string | null>(
+  "cachemeMakeStamp",
+  1,
+  `local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+if ARGV[2] ~= '' then return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX', 'GET') end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'GET')`
+)
+
 /** What {@link epoch} does to an epoch. */
-export type EpochOp = "bump" | "hold" | "release" | "merge" | "clean"
+export type EpochOp = "bump" | "hold" | "release" | "clean" | "compact"
 
 /**
  * KEYS[1] a family's epoch; ARGV a fresh random, op ({@link EpochOp}), token (`hold`, `release`), holdMillis
- * (`hold`), merged (`merge`: the value a plain hold replaced) -> the epoch now | nil none (nothing recorded it).
- * `bump` replaces it (holds kept), `hold` adds a hold, `release` removes one, `merge` puts back the holds of the
- * value a plain `SET ... XX GET` hold replaced, `clean` drops lapsed holds (left alone when none lapsed). On a
- * Cluster, run before and after a change of a group's stamp (which lives on another slot): the change then falls
- * between two edits, so a fill that read the epoch before the first refuses, and a read after the second verifies.
+ * (`hold`) -> the epoch now | nil none. `bump`, `hold` and `release` append their element (a hold and a release
+ * make the epoch when missing; see `Protocol.epochHolds`); `clean` drops lapsed holds (left alone when none lapsed, nil when missing);
+ * `compact` rewrites it to its live holds (after a plain `APPEND` grew it past `Protocol.epochCompactAt`).
+ * On a Cluster, run before and after a change of a group's stamp (which lives on another slot): the change then
+ * falls between two appends, so a fill that read the epoch before the first refuses, and a read after the second
+ * verifies; a hold is listed from the first on, a release leaves it at the second.
  */
 export const epoch = script<string | null>(
   "cachemeEpoch",
   1,
   `${epochLib}
 local op = ARGV[2]
-local value
-if op == 'hold' then value = editEpoch(KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[4]), nil, nil, false)
-elseif op == 'release' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, ARGV[3], nil, false)
-elseif op == 'merge' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, ARGV[5], false)
-elseif op == 'clean' then value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, nil, true)
-else value = editEpoch(KEYS[1], ARGV[1], nil, nil, nil, nil, false) end
-return value`
+if op == 'clean' then return compactEpoch(KEYS[1], ARGV[1], true) end
+if op == 'compact' then return compactEpoch(KEYS[1], ARGV[1], false) end
+local element = ';*' .. ARGV[1]
+if op == 'hold' then
+  local t = redis.call('TIME')
+  local ms = math.min(tonumber(ARGV[4]) or ${maxHoldMillis}, ${maxHoldMillis})
+  element = ';' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ms) .. '@' .. ARGV[3]
+elseif op == 'release' then element = ';-@' .. ARGV[3] end
+appendEpoch(KEYS[1], element, ARGV[1], op == 'bump')
+return redis.pcall('GET', KEYS[1])`
 )
 
 /**
@@ -632,6 +666,7 @@ export const all: ReadonlyArray<Script<unknown>> = [
   reclaim,
   mergeHold,
   releaseHold,
+  makeStamp,
   epoch,
   reepoch,
   inspect

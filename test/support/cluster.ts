@@ -31,6 +31,15 @@ export const startCluster = async (ports: ReadonlyArray<number>, what: string): 
     console.warn(`[skip] redis-server not found: ${what} are skipped`)
     return { ready: false, stop }
   }
+  // A cluster left on these ports by a test run that was killed before its afterAll (the servers outlive their
+  // parent) would make this one fail: the ports are the tests' own, so whatever answers there is shut down.
+  for (const port of ports) {
+    try {
+      execFileSync("redis-cli", ["-p", String(port), "shutdown", "nosave"], { stdio: "pipe", timeout: 5_000 })
+    } catch {
+      // Nothing there (or it went down while answering): the port is free.
+    }
+  }
   for (const port of ports) {
     servers.push(
       spawn(
@@ -65,11 +74,17 @@ export const startCluster = async (ports: ReadonlyArray<number>, what: string): 
       }
     }
   }
-  execFileSync(
-    "redis-cli",
-    ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "0", "--cluster-yes"],
-    { stdio: "pipe" }
-  )
+  try {
+    execFileSync(
+      "redis-cli",
+      ["--cluster", "create", ...ports.map((port) => `127.0.0.1:${port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      { stdio: "pipe" }
+    )
+  } catch (cause) {
+    // The servers this call started go with it (they would outlive the test run, and hold the ports).
+    stop()
+    throw cause
+  }
   for (let i = 0; i < 200; i++) {
     const info = execFileSync("redis-cli", ["-p", String(ports[0]), "cluster", "info"], { encoding: "utf8" })
     if (info.includes("cluster_state:ok")) return { ready: true, stop }
