@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { type Clock, Context, Effect, Layer, Schema, type Scope } from "effect"
 import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
 import { isEpochSet } from "./internal/keys.ts"
 import type { Watch } from "./internal/notices.ts"
@@ -95,9 +95,39 @@ export interface View {
 }
 
 /**
+ * Where a store that keeps values in process (the in-process store, the tiered store's local copies) lets `Memo`
+ * keep the decoded form of one stored copy: the first hit of the copy decodes it and leaves the result here,
+ * later hits of the same copy take it without `JSON.parse` nor the Schema decode (see `internal/codec.ts` for
+ * what is kept, per node). A store hands a lookup the cell of the copy it read, and makes a new copy, with an
+ * empty cell, whenever the stored value changes; it never reads the cell itself.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface ValueCell {
+  /** The node that filled the cell (`undefined`: empty). */
+  decodedBy: unknown
+  /** What that node keeps: its decoded value, or the parsed JSON. */
+  decoded: unknown
+}
+
+/**
+ * A fresh hit found without I/O (see the store's `hitNow`).
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface Hit {
+  readonly _tag: "Hit"
+  readonly value: string
+  readonly cell?: ValueCell | undefined
+}
+
+/**
  * The outcome of a lookup (one round trip: the entry and the stamps of its sets).
  *
- * - `Hit`: a fresh, valid value.
+ * - `Hit`: a fresh, valid value (with the cell of the copy it came from, for a store that keeps values in
+ *   process).
  * - `Stale`: a value past its freshness, or invalidated softly: usable by nodes that serve stale values.
  * - `Miss`: no usable value.
  *
@@ -105,10 +135,11 @@ export interface View {
  * @since 0.2.0
  */
 export type Lookup =
-  | { readonly _tag: "Hit"; readonly value: string }
+  | Hit
   | {
       readonly _tag: "Stale"
       readonly value: string
+      readonly cell?: ValueCell | undefined
       readonly view: View
       /** Millis since the value stopped being fresh (0 for a value invalidated softly while still fresh). */
       readonly staleFor: number
@@ -244,6 +275,21 @@ export class CacheStore extends Context.Service<
       leaseMillis?: number | undefined,
       local?: boolean | undefined
     ) => Effect.Effect<Lookup, CacheStoreError>
+    /**
+     * A fresh hit of `key` if the store can tell without I/O, or `undefined` (then `lookup` decides): the
+     * in-process store answers every lookup this way (`clock` is the caller's, for expiry), a tiered store from
+     * its local copies. Same arguments and same judgement as `lookup`, whose `Hit` it is; optional (the Redis
+     * store has none). `Memo` answers such a hit in one step, without the read path's effects.
+     */
+    readonly hitNow?:
+      | ((
+          key: string,
+          sets: Sets,
+          leaseMillis: number | undefined,
+          local: boolean | undefined,
+          clock: Clock.Clock
+        ) => Hit | undefined)
+      | undefined
     /**
      * Looks several entries up at once: for each request, in order, what `lookup` would answer, from one
      * round trip (on Redis one `MGET` of every entry and every distinct stamp; on a Cluster the same `GET`s sent

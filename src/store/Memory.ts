@@ -5,15 +5,18 @@
  * the end), so evicting the least recently used entry is taking the first key; evicting an entry only turns a
  * hit into a miss. Expiry is checked lazily against Effect's `Clock`.
  */
-import { Effect, type Scope } from "effect"
+import { type Clock, Effect, type Scope } from "effect"
 import {
   type CacheStore,
   CacheStoreError,
   type Fill,
+  type Hit,
+  type Lookup,
   type Leasing,
   type LookupRequest,
   type Mode,
   type Sets,
+  type ValueCell,
   type View
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
@@ -35,11 +38,36 @@ export interface MemoryOptions {
   readonly prefix?: string | undefined
 }
 
-/** A key with its expiry (millis since the epoch; `Infinity`: none). */
+/** A stamp with its expiry (millis since the epoch; `Infinity`: none). */
 interface Slot {
   value: string
   expiresAt: number
 }
+
+/**
+ * An entry: its key, its record, its expiry (millis since the epoch; `undefined`: none, which costs no number on
+ * the heap) and the cell where `Memo` keeps its decoded value (see `ValueCell`). A record changes in place only in
+ * its header (a lease, a soft invalidation, a renewal) and its stamps line (a verification), never in its value:
+ * the cell holds for the entry's life, and a new value is a new entry. Entries are the members of the indexes too
+ * (an index holds the entry itself: the incarnation its fill made, gone from the index when it goes).
+ */
+class Entry implements ValueCell {
+  readonly key: string
+  value: string
+  expiresAt: number | undefined
+  decodedBy: unknown = undefined
+  decoded: unknown = undefined
+  constructor(key: string, value: string, expiresAt: number | undefined) {
+    this.key = key
+    // A record made by concatenation is a tree of its pieces until something flattens it (V8 does on
+    // `startsWith`); flat, it takes less than half the heap.
+    value.startsWith("2")
+    this.value = value
+    this.expiresAt = expiresAt
+  }
+}
+
+const isOver = (entry: Entry, now: number) => entry.expiresAt !== undefined && entry.expiresAt <= now
 
 const noLease = `${"0".repeat(13)}${"-".repeat(Protocol.tokenLength)}`
 
@@ -51,9 +79,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     }
     const prefix = options.prefix ?? (yield* CachemeConfig).prefix
     const scope = yield* Effect.scope
-    const entries = new Map<string, Slot>()
+    const entries = new Map<string, Entry>()
     const stamps = new Map<string, Slot>()
-    const indexes = new Map<string, Map<string, number>>()
+    const indexes = new Map<string, Set<Entry>>()
     /** The size at which each index is next pruned of members whose life is over. */
     const pruneAt = new Map<string, number>()
     const minimumPrune = 64
@@ -61,50 +89,70 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const withClock = <A>(f: (now: number) => A): Effect.Effect<A> =>
       Effect.clockWith((clock) => Effect.sync(() => f(clock.currentTimeMillisUnsafe())))
 
-    const liveSlot = (map: Map<string, Slot>, key: string, now: number): Slot | undefined => {
-      const slot = map.get(key)
-      if (slot !== undefined && slot.expiresAt <= now) {
-        map.delete(key)
+    const liveEntry = (key: string, now: number): Entry | undefined => {
+      const entry = entries.get(key)
+      if (entry !== undefined && isOver(entry, now)) {
+        entries.delete(key)
         return undefined
       }
-      return slot
+      return entry
     }
 
-    const record = (key: string, now: number) => liveSlot(entries, key, now)?.value
-    const stamp = (set: string, now: number) => liveSlot(stamps, set, now)?.value ?? null
+    const record = (key: string, now: number) => liveEntry(key, now)?.value
+    const stamp = (set: string, now: number) => {
+      const slot = stamps.get(set)
+      if (slot === undefined) return null
+      if (slot.expiresAt <= now) {
+        stamps.delete(set)
+        return null
+      }
+      return slot.value
+    }
 
-    const setEntry = (key: string, value: string, expiresAt: number) => {
+    const setEntry = (key: string, value: string, expiresAt: number | undefined) => {
+      const entry = new Entry(key, value, expiresAt)
       entries.delete(key)
-      entries.set(key, { value, expiresAt })
+      entries.set(key, entry)
       while (entries.size > maxEntries) {
         // The least recently used goes, and with it its members in the indexes.
-        const [oldest, slot] = entries.entries().next().value as [string, Slot]
-        entries.delete(oldest)
-        const parsed = Protocol.parse(slot.value)
+        const oldest = entries.values().next().value as Entry
+        entries.delete(oldest.key)
+        const parsed = Protocol.parse(oldest.value)
         if (parsed._tag === "Value") leaveIndexes(oldest, parsed.body)
       }
+      return entry
     }
 
-    /** Rewrites part of a record in place, like SETRANGE, keeping its expiry. */
+    /** Rewrites part of a record's header in place, like SETRANGE, keeping its expiry (and its value). */
     const setRange = (key: string, offset: number, text: string) => {
-      const slot = entries.get(key)!
-      slot.value = slot.value.slice(0, offset) + text + slot.value.slice(offset + text.length)
+      const entry = entries.get(key)!
+      const value = entry.value.slice(0, offset) + text + entry.value.slice(offset + text.length)
+      value.startsWith("2")
+      entry.value = value
     }
 
-    const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined) => {
-      const slot = liveSlot(entries, key, now)
-      if (slot !== undefined) {
-        entries.delete(key)
-        entries.set(key, slot)
+    /** Marks an entry used: to the back of the recency order (under its own key string, so none other is kept). */
+    const touch = (entry: Entry) => {
+      entries.delete(entry.key)
+      entries.set(entry.key, entry)
+    }
+
+    /** The stamps of `sets` now, in order. */
+    const stampsOf = (sets: Sets, now: number) => {
+      const names = sets.names
+      const found: Array<string | null> = new Array(names.length)
+      for (let i = 0; i < names.length; i++) found[i] = stamp(names[i]!, now)
+      return found
+    }
+
+    const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined): Lookup => {
+      const slot = liveEntry(key, now)
+      if (slot !== undefined) touch(slot)
+      const judged = Protocol.judge(slot?.value ?? null, sets, stampsOf(sets, now), now, leaseMillis)
+      if (judged._tag !== "Verify") {
+        // The value of a hit or a stale read is the entry's: its cell goes with it.
+        return slot === undefined || judged._tag === "Miss" ? judged : { ...judged, cell: slot }
       }
-      const judged = Protocol.judge(
-        slot?.value ?? null,
-        sets,
-        sets.names.map((set) => stamp(set, now)),
-        now,
-        leaseMillis
-      )
-      if (judged._tag !== "Verify") return judged
       // An epoch moved: the value's groups' own stamps decide, and when they are current the record takes the
       // epochs read (the same step here, so the next read needs no verification).
       const { lookup, reepoch } = Protocol.verified(
@@ -114,9 +162,35 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       )
       if (reepoch !== undefined && slot !== undefined) {
         const rewritten = Protocol.reepochRecord(slot.value, reepoch)
-        if (rewritten !== undefined) slot.value = rewritten
+        if (rewritten !== undefined) {
+          rewritten.startsWith("2")
+          slot.value = rewritten
+        }
       }
-      return lookup
+      return slot === undefined || lookup._tag === "Miss" ? lookup : { ...lookup, cell: slot }
+    }
+
+    /**
+     * A fresh hit at once (`hitNow`): the entry's record compared in place with the current stamps of its sets
+     * (`Protocol.freshValue`), else the full judgement; `undefined` for anything but a hit.
+     */
+    const hitNow = (
+      key: string,
+      sets: Sets,
+      leaseMillis: number | undefined,
+      _local: boolean | undefined,
+      clock: Clock.Clock
+    ): Hit | undefined => {
+      const now = clock.currentTimeMillisUnsafe()
+      const entry = liveEntry(key, now)
+      if (entry === undefined) return undefined
+      const value = Protocol.freshValue(entry.value, sets.json, stampsOf(sets, now), now, sets.open === true)
+      if (value !== undefined) {
+        touch(entry)
+        return { _tag: "Hit", value, cell: entry }
+      }
+      const lookup = lookupAt(key, sets, now, leaseMillis)
+      return lookup._tag === "Hit" ? lookup : undefined
     }
 
     const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined) =>
@@ -156,14 +230,14 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           setEntry(key, Protocol.leaseRecord(token, now + leaseMillis), now + leaseMillis)
           return leased()
         }
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined) return take()
         const parsed = Protocol.parse(slot.value)
         switch (parsed._tag) {
           case "Foreign":
             return take()
           case "Lease": {
-            const remaining = slot.expiresAt - now
+            const remaining = (slot.expiresAt ?? Number.POSITIVE_INFINITY) - now
             return remaining > 0 && remaining <= leaseMillis ? { _tag: "Busy", holder: parsed.holder } : take()
           }
           case "Value": {
@@ -173,11 +247,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             }
             if (intent === "replace") {
               // A dead value is replaced: its members leave the indexes.
-              leaveIndexes(key, parsed.body)
+              leaveIndexes(slot, parsed.body)
               return take()
             }
             setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis) + token)
-            slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
+            if (slot.expiresAt !== undefined) slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
             return leased()
           }
         }
@@ -238,10 +312,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         }
         // A refresh replaces a value: its members leave the indexes.
         const replaced = Protocol.parse(current)
-        if (replaced._tag === "Value") leaveIndexes(key, replaced.body)
-        const expiresAt = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+        if (replaced._tag === "Value") leaveIndexes(entries.get(key)!, replaced.body)
+        const expiresAt = value.lifeMillis === undefined ? undefined : now + value.lifeMillis
         const names = groups.length === 0 ? sets.names : [...sets.names, ...groups]
-        setEntry(
+        const entry = setEntry(
           key,
           Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
             fillToken: token,
@@ -251,21 +325,20 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           }),
           expiresAt
         )
-        const member = Protocol.indexMember(token, key)
         names.forEach((set) => {
           if (isEpochSet(set)) return
           let index = indexes.get(set)
           if (index === undefined) {
-            index = new Map()
+            index = new Set()
             indexes.set(set, index)
           }
           // Members whose life is over go when the index has doubled since it was last pruned: amortized
           // constant work per fill (walking it on every fill made fills slower as an index grew).
           if (index.size >= (pruneAt.get(set) ?? minimumPrune)) {
-            for (const [other, until] of index) if (until <= now) index.delete(other)
+            for (const other of index) if (isOver(other, now)) index.delete(other)
             pruneAt.set(set, Math.max(minimumPrune, 2 * index.size))
           }
-          index.set(member, expiresAt)
+          index.add(entry)
         })
         notices.notify(key)
         return true
@@ -273,11 +346,15 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const renew = (key: string, token: string, leaseMillis: number) =>
       withClock((now) => {
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined || !leasedTo(slot.value, token)) return false
         setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis))
         slot.expiresAt =
-          slot.value[Protocol.offsets.state] === "L" ? now + leaseMillis : Math.max(slot.expiresAt, now + leaseMillis)
+          slot.value[Protocol.offsets.state] === "L"
+            ? now + leaseMillis
+            : slot.expiresAt === undefined
+              ? undefined
+              : Math.max(slot.expiresAt, now + leaseMillis)
         return true
       })
 
@@ -295,8 +372,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         })
       })
 
-    const leaveIndexes = (key: string, body: Protocol.Body, except?: string) => {
-      const member = Protocol.indexMember(body.fillToken, key)
+    const leaveIndexes = (member: Entry, body: Protocol.Body, except?: string) => {
       for (const set of Protocol.setsOf(body)) {
         if (set === except || isEpochSet(set)) continue
         const index = indexes.get(set)
@@ -324,8 +400,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         setRange(key, Protocol.offsets.state, `S${noLease}`)
         return 1
       }
+      leaveIndexes(entries.get(key)!, parsed.body)
       entries.delete(key)
-      leaveIndexes(key, parsed.body)
       return 1
     }
 
@@ -340,11 +416,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       const inc = Protocol.incarnation(old)
       const current = stamp(set, now)
       let count = 0
-      for (const member of [...index.keys()]) {
-        const key = member.slice(Protocol.tokenLength)
-        const value = record(key, now)
-        const parsed = value === undefined ? undefined : Protocol.parse(value)
-        if (parsed?._tag !== "Value" || parsed.body.fillToken !== member.slice(0, Protocol.tokenLength)) {
+      for (const member of [...index]) {
+        // A member is the entry its fill made: gone, replaced or expired, it leaves the index.
+        const key = member.key
+        const parsed = liveEntry(key, now) === member ? Protocol.parse(member.value) : undefined
+        if (parsed?._tag !== "Value") {
           index.delete(member)
           continue
         }
@@ -359,7 +435,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         } else if (recorded === current || mode === "soft") continue
         entries.delete(key)
         index.delete(member)
-        leaveIndexes(key, parsed.body, set)
+        leaveIndexes(member, parsed.body, set)
       }
       if (index.size === 0) {
         indexes.delete(set)
@@ -478,9 +554,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const inspect = (key: string) =>
       withClock((now) => {
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined) return undefined
-        const ttlMillis = Number.isFinite(slot.expiresAt) ? slot.expiresAt - now : undefined
+        const ttlMillis = slot.expiresAt === undefined ? undefined : slot.expiresAt - now
         const parsed = Protocol.parse(slot.value)
         if (parsed._tag !== "Value") {
           return { key, value: undefined, freshness: undefined, ttlMillis, leased: parsed._tag === "Lease", sets: [] }
@@ -500,7 +576,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       withClock((now) => {
         const index = indexes.get(set)
         if (index === undefined) return 0
-        for (const [member, until] of index) if (until <= now) index.delete(member)
+        for (const member of index) if (isOver(member, now)) index.delete(member)
         return index.size
       })
 
@@ -510,6 +586,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
+      hitNow,
       lookupMany,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
       lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),
