@@ -5,7 +5,8 @@
  *
  * - {@link layerRedis} over `ioredis` (a hit is one `MGET`; Lua scripts registered once and run by EVALSHA, each on
  *   one key except the fill, whose index writes go beside it on Redis Cluster);
- * - {@link layerMemory}, in process, bounded with LRU eviction, expiry read from Effect's `Clock`;
+ * - {@link layerMemory}, in process, bounded (CLOCK eviction, LRU with a second chance), expiry read from Effect's
+ *   `Clock`, values kept decoded;
  * - {@link layerTiered}, the Redis store with an in-process tier in front of its reads, kept coherent by Redis's
  *   client tracking within a staleness bound (see `docs/concepts.md`, "The in-process tier").
  *
@@ -109,6 +110,11 @@ export interface ValueCell {
   decodedBy: unknown
   /** What that node keeps: its decoded value, or the parsed JSON. */
   decoded: unknown
+  /**
+   * Called once `Memo` has filled the cell: a store may then drop what the cell makes redundant (the in-process
+   * store drops the stored JSON from its record when the cell gives it back exactly, see `Codec.storedOf`).
+   */
+  kept?(): void
 }
 
 /**
@@ -411,7 +417,8 @@ export const checkPrefix = (store: CacheStore["Service"], settings: Settings): E
     : Effect.void
 
 /**
- * An in-process store: bounded (LRU eviction), expiry read from Effect's `Clock` (so `TestClock` moves it).
+ * An in-process store: bounded (CLOCK eviction, LRU with a second chance), expiry read from Effect's `Clock` (so
+ * `TestClock` moves it); a hit's value is decoded once and kept with its entry (see `ValueCell`).
  * Fine for one process, tests and the demo; leases and single-flight then hold within the process only.
  *
  * @category layers

@@ -242,6 +242,59 @@ const hitPath = (backend: Backend) =>
 hitPath(memory)
 hitPath(tiered)
 
+describe("Memo hit path: the in-process store's records", () => {
+  const test = (name: string, body: Effect.Effect<void, unknown, CacheStore.CacheStore>) =>
+    memory.test(name, () => body.pipe(Effect.provide(memory.layer())))
+
+  test(
+    "once a value is kept decoded the record drops its JSON, and the stored string is made again exactly",
+    Effect.gen(function* () {
+      const store = yield* CacheStore.CacheStore
+      const node = Node.make(fresh("compact"), { fields: { id: Schema.Number }, value: Point, stale: true })
+      const instance = node.make({ id: 1 })
+      const read = Effect.succeed({ x: 1.5, tags: ["é", "\u2028"] }).pipe(Memo.cached(instance))
+      yield* read
+      const stored = (yield* store.inspect(instance.key))!.value!
+      const sets = Memo.setsOf(instance)
+      const first = yield* store.lookup(instance.key, sets)
+      const record = () => (first as unknown as { readonly cell: { readonly value: string } }).cell.value
+      assert.isTrue(record().endsWith(stored), "the JSON is in the record until a hit keeps the value")
+      const shared = yield* read
+      assert.isFalse(record().includes('"x"'), "the record no longer carries the JSON")
+      assert.strictEqual(yield* read, shared)
+      assert.strictEqual((yield* store.inspect(instance.key))!.value, stored)
+      const hit = yield* store.lookup(instance.key, sets)
+      assert.strictEqual(hit._tag, "Hit")
+      assert.strictEqual((hit as CacheStore.Hit).value, stored)
+      // A node object of the same Schema (made again under the name) reads the string made again.
+      const again = Node.make(node.name, { fields: { id: Schema.Number }, value: Point, stale: true, replace: true })
+      assert.deepStrictEqual(yield* Effect.die("no load").pipe(Memo.cached(again.make({ id: 1 }))), shared)
+      yield* Memo.invalidate(instance, { mode: "soft" })
+      const stale = yield* store.lookup(instance.key, sets)
+      assert.strictEqual(stale._tag, "Stale")
+      assert.strictEqual((stale as { readonly value: string }).value, stored)
+    })
+  )
+
+  test(
+    "a class value is kept as decoded: every hit gets the same instance of the class",
+    Effect.gen(function* () {
+      class Person extends Schema.Class<Person>("HitPathPerson")({ name: Schema.String }) {
+        get greeting() {
+          return `hello ${this.name}`
+        }
+      }
+      const node = Node.make(fresh("person"), { fields: { id: Schema.Number }, value: Person })
+      const read = Effect.sync(() => new Person({ name: "Ada" })).pipe(Memo.cached(node.make({ id: 1 })))
+      yield* read
+      const first = yield* read
+      assert.instanceOf(first, Person)
+      assert.strictEqual(first.greeting, "hello Ada")
+      assert.strictEqual(yield* read, first)
+    })
+  )
+})
+
 describe.skipIf(tiered.skip)("Memo hit path: tiered, writes of another process", () => {
   it.live(
     "a value another process wrote is decoded once, as it enters the tier; its next write brings a new copy",

@@ -1,9 +1,13 @@
 /**
  * The in-process store. It keeps the same records, stamps and indexes as the Redis store (see
  * `internal/protocol.ts`), each operation one synchronous step, so both stores keep one protocol and pass one
- * contract suite. Entries sit in one `Map` whose insertion order is the recency order (a read moves the entry to
- * the end), so evicting the least recently used entry is taking the first key; evicting an entry only turns a
- * hit into a miss. Expiry is checked lazily against Effect's `Clock`.
+ * contract suite. Entries sit in one `Map`, evicted by CLOCK (LRU with a second chance: a hit marks its entry,
+ * eviction takes the oldest unmarked one and gives marked ones another round), so a hit writes one flag and moves
+ * nothing; evicting an entry only turns a hit into a miss. Expiry is checked lazily against Effect's `Clock`.
+ *
+ * A hit keeps the entry's value decoded in the entry itself (its `ValueCell`, filled by `Memo`), and the record
+ * then drops its JSON when the cell gives it back exactly: a hit of the node that filled the cell costs no
+ * parsing, and an entry holds its value once, not twice.
  */
 import { type Clock, Effect, type Scope } from "effect"
 import {
@@ -23,7 +27,9 @@ import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
 import { epochOfSet, isEpochSet } from "../internal/keys.ts"
 import * as Notices from "../internal/notices.ts"
+import * as Codec from "../internal/codec.ts"
 import * as Protocol from "../internal/protocol.ts"
+import type { Node } from "../Node.ts"
 
 /**
  * Options of the in-process store.
@@ -32,7 +38,7 @@ import * as Protocol from "../internal/protocol.ts"
  * @since 0.1.0
  */
 export interface MemoryOptions {
-  /** The most entries kept; the least recently used go first (default 10,000). */
+  /** The most entries kept; the least recently used go first (CLOCK, LRU with a second chance; default 10,000). */
   readonly maxEntries?: number | undefined
   /** Overrides `CachemeConfig`'s prefix (shown by the admin; the store keeps its keys to itself). */
   readonly prefix?: string | undefined
@@ -44,26 +50,85 @@ interface Slot {
   expiresAt: number
 }
 
+/** Where the stored value starts in a value record (after its fill token, sets and stamps lines), or -1. */
+const valueStart = (record: string): number => {
+  const state = record.charCodeAt(Protocol.offsets.state)
+  if (record.charCodeAt(Protocol.offsets.format) !== 50 || (state !== 86 && state !== 83)) return -1
+  const first = record.indexOf("\n", Protocol.offsets.body)
+  const second = first === -1 ? -1 : record.indexOf("\n", first + 1)
+  const third = second === -1 ? -1 : record.indexOf("\n", second + 1)
+  return third === -1 ? -1 : third + 1
+}
+
+/**
+ * V8 keeps a string made by concatenation as a tree of its pieces until something flattens it into one copy,
+ * which `startsWith` does: a record is stored flat, in less than half the heap. (A slice is a view that keeps the
+ * whole string it was cut from: a shorter record is made by concatenation, then flattened.)
+ */
+const flat = (text: string): string => {
+  text.startsWith("2")
+  return text
+}
+
 /**
  * An entry: its key, its record, its expiry (millis since the epoch; `undefined`: none, which costs no number on
- * the heap) and the cell where `Memo` keeps its decoded value (see `ValueCell`). A record changes in place only in
- * its header (a lease, a soft invalidation, a renewal) and its stamps line (a verification), never in its value:
- * the cell holds for the entry's life, and a new value is a new entry. Entries are the members of the indexes too
- * (an index holds the entry itself: the incarnation its fill made, gone from the index when it goes).
+ * the heap), whether it was used since the eviction hand last passed, and the cell where `Memo` keeps its decoded
+ * value (see `ValueCell`). A record changes in place only in its header (a lease, a soft invalidation, a renewal)
+ * and its stamps line (a verification), never in its value: the cell holds for the entry's life, and a new value
+ * is a new entry. Once the cell is filled, the record drops the stored value when the cell gives it back exactly
+ * (`Codec.storedOf`): it is made again from the cell when something asks for the string (a read of another node
+ * object, a stale read, the admin), and hits of the node take the cell without it. Entries are the members of the
+ * indexes too (an index holds the entry itself: the incarnation its fill made, gone from the index when it goes).
  */
 class Entry implements ValueCell {
   readonly key: string
   value: string
   expiresAt: number | undefined
+  used = false
   decodedBy: unknown = undefined
   decoded: unknown = undefined
   constructor(key: string, value: string, expiresAt: number | undefined) {
     this.key = key
-    // A record made by concatenation is a tree of its pieces until something flattens it (V8 does on
-    // `startsWith`); flat, it takes less than half the heap.
-    value.startsWith("2")
-    this.value = value
+    this.value = flat(value)
     this.expiresAt = expiresAt
+  }
+
+  kept(): void {
+    const record = this.value
+    const at = valueStart(record)
+    if (at === -1 || at === record.length) return
+    if (Codec.storedOf(this.decodedBy as Node, this.decoded) !== record.slice(at)) return
+    // A new record of its own: a slice would keep the whole one alive (joined, it is one flat copy).
+    this.value = [record.slice(0, at - 1), "\n"].join("")
+  }
+
+  /** Whether the record dropped its stored value (kept in the cell instead). */
+  get compact(): boolean {
+    return (
+      this.decodedBy !== undefined &&
+      this.value.charCodeAt(this.value.length - 1) === 10 &&
+      valueStart(this.value) === this.value.length
+    )
+  }
+
+  /** The stored value, from the record or made again from the cell. */
+  stored(): string {
+    const record = this.value
+    const at = valueStart(record)
+    if (at !== record.length || this.decodedBy === undefined) return at === -1 ? "" : record.slice(at)
+    return Codec.storedOf(this.decodedBy as Node, this.decoded) ?? ""
+  }
+}
+
+/** A hit of an entry whose record dropped its stored value: the string is made again only if asked for. */
+class KeptHit implements Hit {
+  readonly _tag = "Hit"
+  readonly cell: Entry
+  constructor(cell: Entry) {
+    this.cell = cell
+  }
+  get value(): string {
+    return this.cell.stored()
   }
 }
 
@@ -110,13 +175,21 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     }
 
     const setEntry = (key: string, value: string, expiresAt: number | undefined) => {
-      const entry = new Entry(key, value, expiresAt)
-      entries.delete(key)
+      // The map keeps the key string it was first given: the entry keeps that one too (not a second copy).
+      const entry = new Entry(entries.get(key)?.key ?? key, value, expiresAt)
+      // A key written again keeps its place in the eviction order (a delete and a set would leave a hole in the
+      // map's table each time: a lease then a fill doubled the table).
       entries.set(key, entry)
       while (entries.size > maxEntries) {
-        // The least recently used goes, and with it its members in the indexes.
+        // CLOCK: the oldest entry not used since the hand last passed goes, and with it its members in the
+        // indexes; a used one gets a second chance at the back, unmarked. A hit only marks its entry (no move).
         const oldest = entries.values().next().value as Entry
         entries.delete(oldest.key)
+        if (oldest.used) {
+          oldest.used = false
+          entries.set(oldest.key, oldest)
+          continue
+        }
         const parsed = Protocol.parse(oldest.value)
         if (parsed._tag === "Value") leaveIndexes(oldest, parsed.body)
       }
@@ -126,16 +199,16 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     /** Rewrites part of a record's header in place, like SETRANGE, keeping its expiry (and its value). */
     const setRange = (key: string, offset: number, text: string) => {
       const entry = entries.get(key)!
-      const value = entry.value.slice(0, offset) + text + entry.value.slice(offset + text.length)
-      value.startsWith("2")
-      entry.value = value
+      entry.value = flat(entry.value.slice(0, offset) + text + entry.value.slice(offset + text.length))
     }
 
-    /** Marks an entry used: to the back of the recency order (under its own key string, so none other is kept). */
-    const touch = (entry: Entry) => {
-      entries.delete(entry.key)
-      entries.set(entry.key, entry)
-    }
+    /** A hit or stale read of `entry`, with its cell (and its stored value made again if the record dropped it). */
+    const withCell = (entry: Entry, lookup: Exclude<Lookup, { readonly _tag: "Miss" }>): Lookup =>
+      !entry.compact
+        ? { ...lookup, cell: entry }
+        : lookup._tag === "Hit"
+          ? new KeptHit(entry)
+          : { ...lookup, value: entry.stored(), cell: entry }
 
     /** The stamps of `sets` now, in order. */
     const stampsOf = (sets: Sets, now: number) => {
@@ -147,11 +220,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined): Lookup => {
       const slot = liveEntry(key, now)
-      if (slot !== undefined) touch(slot)
+      if (slot !== undefined) slot.used = true
       const judged = Protocol.judge(slot?.value ?? null, sets, stampsOf(sets, now), now, leaseMillis)
       if (judged._tag !== "Verify") {
         // The value of a hit or a stale read is the entry's: its cell goes with it.
-        return slot === undefined || judged._tag === "Miss" ? judged : { ...judged, cell: slot }
+        return slot === undefined || judged._tag === "Miss" ? judged : withCell(slot, judged)
       }
       // An epoch moved: the value's groups' own stamps decide, and when they are current the record takes the
       // epochs read (the same step here, so the next read needs no verification).
@@ -162,12 +235,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       )
       if (reepoch !== undefined && slot !== undefined) {
         const rewritten = Protocol.reepochRecord(slot.value, reepoch)
-        if (rewritten !== undefined) {
-          rewritten.startsWith("2")
-          slot.value = rewritten
-        }
+        if (rewritten !== undefined) slot.value = flat(rewritten)
       }
-      return slot === undefined || lookup._tag === "Miss" ? lookup : { ...lookup, cell: slot }
+      return slot === undefined || lookup._tag === "Miss" ? lookup : withCell(slot, lookup)
     }
 
     /**
@@ -186,8 +256,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       if (entry === undefined) return undefined
       const value = Protocol.freshValue(entry.value, sets.json, stampsOf(sets, now), now, sets.open === true)
       if (value !== undefined) {
-        touch(entry)
-        return { _tag: "Hit", value, cell: entry }
+        entry.used = true
+        return value.length === 0 && entry.compact ? new KeptHit(entry) : { _tag: "Hit", value, cell: entry }
       }
       const lookup = lookupAt(key, sets, now, leaseMillis)
       return lookup._tag === "Hit" ? lookup : undefined
@@ -564,7 +634,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         const sets = Protocol.setsOf(parsed.body)
         return Protocol.describe(
           key,
-          parsed,
+          slot.compact ? { ...parsed, body: { ...parsed.body, value: slot.stored() } } : parsed,
           sets,
           sets.map((set) => stamp(set, now)),
           ttlMillis,
