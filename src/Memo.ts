@@ -892,12 +892,11 @@ const afterRead = <A>(instance: Node.Instance, served: Served<A>, traced: boolea
 const withStore = <B, E, R>(
   name: string,
   instance: Node.Instance,
-  f: (store: Store, settings: Settings, traced: boolean, context: Context.Context<never>) => Effect.Effect<B, E, R>,
+  f: (store: Store, settings: Settings, traced: boolean) => Effect.Effect<B, E, R>,
   bypass: (traced: boolean) => Effect.Effect<B, E, R>
 ): Effect.Effect<B, E, R | CacheStore.CacheStore> =>
   Effect.contextWith((context: Context.Context<CacheStore.CacheStore>) => {
-    const traced = Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer
-    const settings = Context.get(context, CachemeConfig)
+    const { traced, settings } = servicesOf(context)
     let body: Effect.Effect<B, E, R>
     if (!settings.enabled || instance.skip) body = bypass(traced)
     else {
@@ -905,10 +904,36 @@ const withStore = <B, E, R>(
       body =
         store.prefixSource === "settings" && store.prefix !== settings.prefix
           ? Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
-          : f(store, settings, traced, context as Context.Context<never>)
+          : f(store, settings, traced)
     }
     return traced ? Effect.withSpan(body, name, spanOptions(instance)) : body
   })
+
+/** What a read takes from its context besides the store. */
+interface Services {
+  readonly traced: boolean
+  readonly settings: Settings
+  readonly clock: Clock.Clock
+}
+
+/**
+ * Contexts never change (providing a service makes a new one), and the calls of one runtime or one program share
+ * theirs: what a read takes from its context is looked up once per context.
+ */
+const servicesByContext = new WeakMap<Context.Context<never>, Services>()
+
+const servicesOf = (context: Context.Context<never>): Services => {
+  let found = servicesByContext.get(context)
+  if (found === undefined) {
+    found = {
+      traced: Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer,
+      settings: Context.get(context, CachemeConfig),
+      clock: Context.get(context, Clock.Clock)
+    }
+    servicesByContext.set(context, found)
+  }
+  return found
+}
 
 const makeCall = <A, E, R>(
   load: Effect.Effect<A, E, R>,
@@ -952,63 +977,98 @@ const hitAtOnce = (
   store: Store,
   instance: Node.Instance,
   settings: Settings,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  clock: Clock.Clock
 ): unknown => {
   const node = instance.node
+  const hot = hotOf(node)
   let found: CacheStore.Hit | undefined
   try {
     found = store.hitNow!(
       instance.key,
-      setsOf(instance),
+      instance.groups.length === 0 ? hot.sets : setsOf(instance),
       timingOf(node, settings).leaseMillis,
       node.options.local,
-      Context.get(context, Clock.Clock)
+      clock
     )
   } catch {
     return noHit
   }
   if (found === undefined) return noHit
   let value: unknown
-  if (Codec.holdsShared(node, found.cell)) value = found.cell.decoded
+  const cell = found.cell
+  if (hot.shares && cell !== undefined && cell.decodedBy === node) value = cell.decoded
   else {
-    const decoded = Codec.decodeIn(node, found.value, found.cell)
+    const decoded = Codec.decodeIn(node, found.value, cell)
     if (decoded._tag !== "Value") return noHit
     value = decoded.value
   }
-  Metrics.forNode(node.name).hitUnsafe(context)
+  hot.metrics.hitUnsafe(context)
   return value
 }
 
-/** A read through the cache; `load` makes the effect to run on a miss (called only then, once per read). */
+/** What a hit at once needs of a node, found with one lookup. */
+interface Hot {
+  /** The sets of its instances without groups. */
+  readonly sets: CacheStore.Sets
+  readonly metrics: Metrics.NodeMetrics
+  /** Whether its decoded values are handed to every hit (`Codec.reuseOf`). */
+  readonly shares: boolean
+}
+
+const hotByNode = new WeakMap<Node.Node, Hot>()
+
+const hotOf = (node: Node.Node): Hot => {
+  let hot = hotByNode.get(node)
+  if (hot === undefined) {
+    hot = {
+      sets: setsOf({ node, fields: {}, key: "", groups: [], skip: false }),
+      metrics: Metrics.forNode(node.name),
+      shares: Codec.reuseOf(node) === "value"
+    }
+    hotByNode.set(node, hot)
+  }
+  return hot
+}
+
+/**
+ * A read through the cache; `load` makes the effect to run on a miss (called only then, once per read). It is
+ * {@link withStore}'s steps written out in one closure (a hit is about a microsecond: each allocation counts).
+ */
 const run = <A, E, R>(
   load: () => Effect.Effect<A, E, R>,
   instance: Node.Instance,
   strict: boolean,
   refresh = false
 ): Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore> =>
-  withStore(
-    refresh ? "cacheme.refresh" : "cacheme.read",
-    instance,
-    (store, settings, traced, context): Effect.Effect<A, E | CacheStoreError, R> => {
-      if (!traced && !refresh && store.hitNow !== undefined) {
-        const value = hitAtOnce(store, instance, settings, context)
-        if (value !== noHit) {
-          const onHit = instance.node.options.onHit
-          return onHit === undefined
-            ? Effect.succeed(value as A)
-            : Effect.as(runHook(instance, onHit, value), value as A)
-        }
-      }
-      // The effect is made when a load runs: a read answered from the store never makes it.
-      const call = makeCall(Effect.suspend(load), instance, store, settings, strict, refresh, traced)
-      const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
-      return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
-    },
-    (traced) => {
+  Effect.contextWith((context: Context.Context<CacheStore.CacheStore>): Effect.Effect<A, E | CacheStoreError, R> => {
+    const { traced, settings, clock } = servicesOf(context)
+    let body: Effect.Effect<A, E | CacheStoreError, R>
+    if (!settings.enabled || instance.skip) {
       const effect = load()
-      return traced ? Effect.tap(effect, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : effect
+      body = traced ? Effect.tap(effect, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : effect
+    } else {
+      const store = Context.get(context, CacheStore.CacheStore)
+      if (store.prefixSource === "settings" && store.prefix !== settings.prefix)
+        body = Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
+      else {
+        if (!traced && !refresh && store.hitNow !== undefined) {
+          const value = hitAtOnce(store, instance, settings, context as Context.Context<never>, clock)
+          if (value !== noHit) {
+            const onHit = instance.node.options.onHit
+            return onHit === undefined
+              ? Effect.succeed(value as A)
+              : Effect.as(runHook(instance, onHit, value), value as A)
+          }
+        }
+        // The effect is made when a load runs: a read answered from the store never makes it.
+        const call = makeCall(Effect.suspend(load), instance, store, settings, strict, refresh, traced)
+        const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
+        body = Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
+      }
     }
-  )
+    return traced ? Effect.withSpan(body, refresh ? "cacheme.refresh" : "cacheme.read", spanOptions(instance)) : body
+  })
 
 /**
  * Reads through the cache: the value of `instance` if cached, else the effect's value, stored for next time.

@@ -354,7 +354,7 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
   const noGroups: ReadonlyArray<InvalidNode.Instance> = []
   // Every read makes an instance: the common case (a key function that returns a good key, no groups, a fixed
   // `skip`) allocates the instance and nothing else.
-  const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
+  const build = (values: Schema.Struct.Type<F>): Instance<F, V> | Exit.Exit<never, InvalidFields> => {
     let key: unknown
     try {
       key = keyOf(values as Record<string, unknown>)
@@ -393,7 +393,11 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
       if (Exit.isFailure(made)) return made as Exit.Exit<never, InvalidFields>
       skipped = made.value === true
     }
-    return Exit.succeed({ node, fields: values, key: key as string, groups, skip: skipped })
+    return { node, fields: values, key: key as string, groups, skip: skipped }
+  }
+  const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
+    const built = build(values)
+    return Exit.isExit(built) ? built : Exit.succeed(built)
   }
   const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>) =>
     Exit.isSuccess(exit) ? instantiate(exit.value) : (exit as Exit.Exit<never, InvalidFields>)
@@ -414,8 +418,13 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
     stamp: stampOf(name, options.value, version),
     codec: Schema.toCodecJson(options.value) as unknown as Schema.Codec<V["Type"], unknown>,
     options,
-    make: (values) => getOrThrow(fromExit(validator.type(values))),
-    makeExit: (values) => fromExit(validator.type(values)),
+    make: (values) => {
+      // Valid fields (the common case) go straight to the instance.
+      if (!validator.is(values)) return getOrThrow(fromExit(validator.type(values)))
+      const built = build(values)
+      return Exit.isExit(built) ? getOrThrow(built) : built
+    },
+    makeExit: (values) => (validator.is(values) ? instantiate(values) : fromExit(validator.type(values))),
     decode: (input) => fromExit(validator.decode(input))
   }
   registry.set(name, node)

@@ -152,10 +152,6 @@ const fromExit = <A>(exit: Exit.Exit<unknown, Schema.SchemaError>): Decoded<A> =
     ? { _tag: "Value", value: exit.value as A }
     : { _tag: "Corrupt", reason: String(Cause.squash(exit.cause)) }
 
-/** Whether `cell` holds `node`'s decoded value, to be handed out as it is (no decoding at all). */
-export const holdsShared = (node: Node, cell: ValueCell | undefined): cell is ValueCell =>
-  cell !== undefined && cell.decodedBy === node && codecOf(node).reuse === "value"
-
 /** Encodes a value, or says why the value does not match the node's Schema. */
 export const encode = (node: Node, value: unknown): Exit.Exit<string, Schema.SchemaError> =>
   Exit.map(codecOf(node).encode(value), (json) => `${node.stamp}\n${JSON.stringify(json)}`)

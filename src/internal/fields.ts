@@ -47,6 +47,8 @@ const toInvalidFields = (node: string, error: unknown): InvalidFields => {
 
 /** A validator of a fields struct: `type` checks typed input, `decode` parses untrusted (encoded) input. */
 export interface FieldsValidator<A> {
+  /** Whether typed input is valid as it is (no error built). */
+  readonly is: (input: unknown) => input is A
   readonly type: (input: unknown) => Exit.Exit<A, InvalidFields>
   readonly decode: (input: unknown) => Exit.Exit<A, InvalidFields>
 }
@@ -72,6 +74,7 @@ export const makeValidator = <S extends Schema.Codec<any, any, never, never>>(
   const decodeParser = Schema.decodeUnknownExit(schema)
   const checkType = check((input) => typeParser(input, { errors: "all" }))
   return {
+    is: isType as (input: unknown) => input is S["Type"],
     type: (input) => (isType(input) ? Exit.succeed(input as S["Type"]) : checkType(input)),
     decode: check((input) => decodeParser(input, { errors: "all" }))
   }

@@ -102,13 +102,12 @@ class Entry implements ValueCell {
     this.value = [record.slice(0, at - 1), "\n"].join("")
   }
 
-  /** Whether the record dropped its stored value (kept in the cell instead). */
-  get compact(): boolean {
-    return (
-      this.decodedBy !== undefined &&
-      this.value.charCodeAt(this.value.length - 1) === 10 &&
-      valueStart(this.value) === this.value.length
-    )
+  /**
+   * Whether a value read from the record (`value`, its part after the stamps line) was dropped for the cell: a
+   * stored value is never empty (it starts with its node's stamp), so an empty one with a filled cell was dropped.
+   */
+  dropped(value: string): boolean {
+    return value.length === 0 && this.decodedBy !== undefined
   }
 
   /** The stored value, from the record or made again from the cell. */
@@ -131,6 +130,12 @@ class KeptHit implements Hit {
     return this.cell.stored()
   }
 }
+
+/** The fresh-until field of a value fresh until invalidated. */
+const forever = "0".repeat(13)
+
+/** The one stamp of a single set's hit, compared at once (never kept: a hit at once builds no view). */
+const oneStamp: Array<string | null> = [null]
 
 const isOver = (entry: Entry, now: number) => entry.expiresAt !== undefined && entry.expiresAt <= now
 
@@ -204,7 +209,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     /** A hit or stale read of `entry`, with its cell (and its stored value made again if the record dropped it). */
     const withCell = (entry: Entry, lookup: Exclude<Lookup, { readonly _tag: "Miss" }>): Lookup =>
-      !entry.compact
+      !entry.dropped(lookup.value)
         ? { ...lookup, cell: entry }
         : lookup._tag === "Hit"
           ? new KeptHit(entry)
@@ -251,15 +256,33 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       _local: boolean | undefined,
       clock: Clock.Clock
     ): Hit | undefined => {
-      const now = clock.currentTimeMillisUnsafe()
-      const entry = liveEntry(key, now)
+      const entry = entries.get(key)
       if (entry === undefined) return undefined
-      const value = Protocol.freshValue(entry.value, sets.json, stampsOf(sets, now), now, sets.open === true)
+      // The clock is read only when something here can expire or go stale (reading it is a good share of a hit).
+      let now = Number.NaN
+      const time = () => {
+        if (Number.isNaN(now)) now = clock.currentTimeMillisUnsafe()
+        return now
+      }
+      if (entry.expiresAt !== undefined && entry.expiresAt <= time()) return undefined
+      const names = sets.names
+      const current: Array<string | null> = names.length === 1 ? oneStamp : new Array(names.length)
+      for (let i = 0; i < names.length; i++) {
+        const slot = stamps.get(names[i]!)
+        current[i] =
+          slot === undefined || (slot.expiresAt !== Number.POSITIVE_INFINITY && slot.expiresAt <= time())
+            ? null
+            : slot.value
+      }
+      const record = entry.value
+      const fresh = record.startsWith(forever, Protocol.offsets.freshUntil) ? 0 : time()
+      const value = Protocol.freshValue(record, sets.json, current, fresh, sets.open === true)
       if (value !== undefined) {
         entry.used = true
-        return value.length === 0 && entry.compact ? new KeptHit(entry) : { _tag: "Hit", value, cell: entry }
+        return entry.dropped(value) ? new KeptHit(entry) : { _tag: "Hit", value, cell: entry }
       }
-      const lookup = lookupAt(key, sets, now, leaseMillis)
+      // Not a plain fresh hit: the full judgement (it drops what expired, and verifies epochs).
+      const lookup = lookupAt(key, sets, clock.currentTimeMillisUnsafe(), leaseMillis)
       return lookup._tag === "Hit" ? lookup : undefined
     }
 
@@ -634,7 +657,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         const sets = Protocol.setsOf(parsed.body)
         return Protocol.describe(
           key,
-          slot.compact ? { ...parsed, body: { ...parsed.body, value: slot.stored() } } : parsed,
+          slot.dropped(parsed.body.value) ? { ...parsed, body: { ...parsed.body, value: slot.stored() } } : parsed,
           sets,
           sets.map((set) => stamp(set, now)),
           ttlMillis,
