@@ -457,7 +457,7 @@ const failSafeAnswer = <A, E, R>(call: Call<A, E, R>, why: string): Effect.Effec
         const lookup = found.value
         if (lookup._tag === "Miss" || (lookup._tag === "Stale" && lookup.staleFor >= windowMillis))
           return Effect.succeed(Option.none())
-        const decoded = Codec.decodeIn<A>(call.instance.node, lookup.value, lookup.cell)
+        const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
         if (decoded._tag !== "Value") return Effect.succeed(Option.none())
         return call.metrics.failSafe.pipe(
           Effect.andThen(
@@ -582,7 +582,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
         const source: Source = { request, token: undefined, stamps: undefined }
         switch (lookup._tag) {
           case "Hit": {
-            const decoded = Codec.decodeIn<A>(call.instance.node, lookup.value, lookup.cell)
+            const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
             if (decoded._tag === "Value")
               return Effect.as(call.metrics.hit, {
                 _tag: "Done",
@@ -591,7 +591,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
             return Effect.as(logUnreadable(call.instance, decoded), { _tag: "Unreadable" })
           }
           case "Stale": {
-            const decoded = Codec.decodeIn<A>(call.instance.node, lookup.value, lookup.cell)
+            const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
             if (decoded._tag === "Value" && !call.refresh && servesStale(call.timing, lookup.staleFor)) {
               const served: Step<A> = { _tag: "Done", served: { value: decoded.value, source, outcome: "stale" } }
               const answer = Effect.as(call.metrics.stale, served)
@@ -999,7 +999,7 @@ const hitAtOnce = (
   const cell = found.cell
   if (hot.shares && cell !== undefined && cell.decodedBy === node) value = cell.decoded
   else {
-    const decoded = Codec.decodeIn(node, found.value, cell)
+    const decoded = Codec.decodeIn(node, found)
     if (decoded._tag !== "Value") return noHit
     value = decoded.value
   }
@@ -1189,7 +1189,7 @@ export const get = <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
         (lookup): Option.Option<V["Type"]> => {
           if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
             return Option.none()
-          const decoded = Codec.decodeIn<V["Type"]>(instance.node, lookup.value, lookup.cell)
+          const decoded = Codec.decodeIn<V["Type"]>(instance.node, lookup)
           return decoded._tag === "Value" ? Option.some(decoded.value) : Option.none()
         }
       )

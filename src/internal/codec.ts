@@ -69,18 +69,27 @@ export type Decoded<A> =
   | { readonly _tag: "Corrupt"; readonly reason: string }
 
 /** Decodes a stored value (`stamp + "\n" + JSON`). */
-export const decode = <A>(node: Node, raw: string): Decoded<A> => decodeIn<A>(node, raw, undefined)
+export const decode = <A>(node: Node, raw: string): Decoded<A> => decodeIn<A>(node, { value: raw })
+
+/** A value a lookup found (a hit or a stale value), with the cell of its copy when the store keeps one. */
+export interface Found {
+  /** The stored value; read only when the cell cannot answer (a store may make it again on demand). */
+  readonly value: string
+  readonly cell?: ValueCell | undefined
+}
 
 /**
- * Decodes a stored value found with `cell` (a hit of a store that keeps values in process): from the cell when
- * `node` filled it, else from `raw`, leaving in the cell what the node's {@link Reuse} says.
+ * Decodes a value a lookup found: from its cell when `node` filled it, else from the stored string, leaving in
+ * the cell what the node's {@link Reuse} says.
  */
-export const decodeIn = <A>(node: Node, raw: string, cell: ValueCell | undefined): Decoded<A> => {
+export const decodeIn = <A>(node: Node, found: Found): Decoded<A> => {
   const codec = codecOf(node)
+  const cell = found.cell
   if (cell !== undefined && cell.decodedBy === node) {
     if (codec.reuse === "value") return { _tag: "Value", value: cell.decoded as A }
     return fromExit(codec.decode(cell.decoded))
   }
+  const raw = found.value
   const newline = raw.indexOf("\n")
   const stamp = newline === -1 ? raw : raw.slice(0, newline)
   if (stamp !== node.stamp) return { _tag: "Mismatch", stamp }
