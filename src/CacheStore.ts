@@ -5,7 +5,8 @@
  *
  * - {@link layerRedis} over `ioredis` (a hit is one `MGET`; Lua scripts registered once and run by EVALSHA, each on
  *   one key except the fill, whose index writes go beside it on Redis Cluster);
- * - {@link layerMemory}, in process, bounded with LRU eviction, expiry read from Effect's `Clock`;
+ * - {@link layerMemory}, in process, bounded (CLOCK eviction, LRU with a second chance), expiry read from Effect's
+ *   `Clock`, values kept decoded;
  * - {@link layerTiered}, the Redis store with an in-process tier in front of its reads, kept coherent by Redis's
  *   client tracking within a staleness bound (see `docs/concepts.md`, "The in-process tier").
  *
@@ -18,7 +19,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { type Clock, Context, Effect, Layer, Schema, type Scope } from "effect"
 import { CachemeConfigError, type Settings } from "./CachemeConfig.ts"
 import { isEpochSet } from "./internal/keys.ts"
 import type { Watch } from "./internal/notices.ts"
@@ -95,9 +96,44 @@ export interface View {
 }
 
 /**
+ * Where a store that keeps values in process (the in-process store, the tiered store's local copies) lets `Memo`
+ * keep the decoded form of one stored copy: the first hit of the copy decodes it and leaves the result here,
+ * later hits of the same copy take it without `JSON.parse` nor the Schema decode (see `internal/codec.ts` for
+ * what is kept, per node). A store hands a lookup the cell of the copy it read, and makes a new copy, with an
+ * empty cell, whenever the stored value changes; it never reads the cell itself.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface ValueCell {
+  /** The node that filled the cell (`undefined`: empty). */
+  decodedBy: unknown
+  /** What that node keeps: its decoded value, or the parsed JSON. */
+  decoded: unknown
+  /**
+   * Called once `Memo` has filled the cell: a store may then drop what the cell makes redundant (the in-process
+   * store drops the stored JSON from its record when the cell gives it back exactly, see `Codec.storedOf`).
+   */
+  kept?(): void
+}
+
+/**
+ * A fresh hit found without I/O (see the store's `hitNow`).
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface Hit {
+  readonly _tag: "Hit"
+  readonly value: string
+  readonly cell?: ValueCell | undefined
+}
+
+/**
  * The outcome of a lookup (one round trip: the entry and the stamps of its sets).
  *
- * - `Hit`: a fresh, valid value.
+ * - `Hit`: a fresh, valid value (with the cell of the copy it came from, for a store that keeps values in
+ *   process).
  * - `Stale`: a value past its freshness, or invalidated softly: usable by nodes that serve stale values.
  * - `Miss`: no usable value.
  *
@@ -105,10 +141,11 @@ export interface View {
  * @since 0.2.0
  */
 export type Lookup =
-  | { readonly _tag: "Hit"; readonly value: string }
+  | Hit
   | {
       readonly _tag: "Stale"
       readonly value: string
+      readonly cell?: ValueCell | undefined
       readonly view: View
       /** Millis since the value stopped being fresh (0 for a value invalidated softly while still fresh). */
       readonly staleFor: number
@@ -245,6 +282,21 @@ export class CacheStore extends Context.Service<
       local?: boolean | undefined
     ) => Effect.Effect<Lookup, CacheStoreError>
     /**
+     * A fresh hit of `key` if the store can tell without I/O, or `undefined` (then `lookup` decides): the
+     * in-process store answers every lookup this way (`clock` is the caller's, for expiry), a tiered store from
+     * its local copies. Same arguments and same judgement as `lookup`, whose `Hit` it is; optional (the Redis
+     * store has none). `Memo` answers such a hit in one step, without the read path's effects.
+     */
+    readonly hitNow?:
+      | ((
+          key: string,
+          sets: Sets,
+          leaseMillis: number | undefined,
+          local: boolean | undefined,
+          clock: Clock.Clock
+        ) => Hit | undefined)
+      | undefined
+    /**
      * Looks several entries up at once: for each request, in order, what `lookup` would answer, from one
      * round trip (on Redis one `MGET` of every entry and every distinct stamp; on a Cluster the same `GET`s sent
      * together). No write. Requests may repeat a key (each gets its answer). `local` is `lookup`'s hint, for every
@@ -365,7 +417,8 @@ export const checkPrefix = (store: CacheStore["Service"], settings: Settings): E
     : Effect.void
 
 /**
- * An in-process store: bounded (LRU eviction), expiry read from Effect's `Clock` (so `TestClock` moves it).
+ * An in-process store: bounded (CLOCK eviction, LRU with a second chance), expiry read from Effect's `Clock` (so
+ * `TestClock` moves it); a hit's value is decoded once and kept with its entry (see `ValueCell`).
  * Fine for one process, tests and the demo; leases and single-flight then hold within the process only.
  *
  * @category layers

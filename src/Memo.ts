@@ -457,7 +457,7 @@ const failSafeAnswer = <A, E, R>(call: Call<A, E, R>, why: string): Effect.Effec
         const lookup = found.value
         if (lookup._tag === "Miss" || (lookup._tag === "Stale" && lookup.staleFor >= windowMillis))
           return Effect.succeed(Option.none())
-        const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+        const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
         if (decoded._tag !== "Value") return Effect.succeed(Option.none())
         return call.metrics.failSafe.pipe(
           Effect.andThen(
@@ -582,7 +582,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
         const source: Source = { request, token: undefined, stamps: undefined }
         switch (lookup._tag) {
           case "Hit": {
-            const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+            const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
             if (decoded._tag === "Value")
               return Effect.as(call.metrics.hit, {
                 _tag: "Done",
@@ -591,7 +591,7 @@ const look = <A, E, R>(call: Call<A, E, R>): Effect.Effect<Step<A>, CacheStoreEr
             return Effect.as(logUnreadable(call.instance, decoded), { _tag: "Unreadable" })
           }
           case "Stale": {
-            const decoded = Codec.decode<A>(call.instance.node, lookup.value)
+            const decoded = Codec.decodeIn<A>(call.instance.node, lookup)
             if (decoded._tag === "Value" && !call.refresh && servesStale(call.timing, lookup.staleFor)) {
               const served: Step<A> = { _tag: "Done", served: { value: decoded.value, source, outcome: "stale" } }
               const answer = Effect.as(call.metrics.stale, served)
@@ -914,8 +914,7 @@ const withStore = <B, E, R>(
   bypass: (traced: boolean) => Effect.Effect<B, E, R>
 ): Effect.Effect<B, E, R | CacheStore.CacheStore> =>
   Effect.contextWith((context: Context.Context<CacheStore.CacheStore>) => {
-    const traced = Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer
-    const settings = Context.get(context, CachemeConfig)
+    const { traced, settings } = servicesOf(context)
     let body: Effect.Effect<B, E, R>
     if (!settings.enabled || instance.skip) body = bypass(traced)
     else {
@@ -927,6 +926,32 @@ const withStore = <B, E, R>(
     }
     return traced ? Effect.withSpan(body, name, spanOptions(instance)) : body
   })
+
+/** What a read takes from its context besides the store. */
+interface Services {
+  readonly traced: boolean
+  readonly settings: Settings
+  readonly clock: Clock.Clock
+}
+
+/**
+ * Contexts never change (providing a service makes a new one), and the calls of one runtime or one program share
+ * theirs: what a read takes from its context is looked up once per context.
+ */
+const servicesByContext = new WeakMap<Context.Context<never>, Services>()
+
+const servicesOf = (context: Context.Context<never>): Services => {
+  let found = servicesByContext.get(context)
+  if (found === undefined) {
+    found = {
+      traced: Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer,
+      settings: Context.get(context, CachemeConfig),
+      clock: Context.get(context, Clock.Clock)
+    }
+    servicesByContext.set(context, found)
+  }
+  return found
+}
 
 const makeCall = <A, E, R>(
   load: Effect.Effect<A, E, R>,
@@ -956,22 +981,112 @@ const spanOptions = (instance: Node.Instance) => ({
   captureStackTrace: false
 })
 
+/** What {@link hitAtOnce} returns when the read must take the full path. */
+const noHit: unique symbol = Symbol.for("effect-cacheme/Memo/noHit")
+
+/**
+ * A fresh hit answered in the read's one step, when the store can tell without I/O (`hitNow`: the in-process
+ * store, a tiered store's local copies): the value (from the copy's cell, decoded once), or `noHit`. It does what
+ * the full path does for a hit, minus what a hit found without I/O cannot need: no span (called only without a
+ * tracer), no store failure to fail open from, no load to join; the hit counter moves as on the full path. An
+ * unreadable value takes the full path, which logs it and reloads.
+ */
+const hitAtOnce = (
+  store: Store,
+  instance: Node.Instance,
+  settings: Settings,
+  context: Context.Context<never>,
+  clock: Clock.Clock
+): unknown => {
+  const node = instance.node
+  const hot = hotOf(node)
+  let found: CacheStore.Hit | undefined
+  try {
+    found = store.hitNow!(
+      instance.key,
+      instance.groups.length === 0 ? hot.sets : setsOf(instance),
+      timingOf(node, settings).leaseMillis,
+      node.options.local,
+      clock
+    )
+  } catch {
+    return noHit
+  }
+  if (found === undefined) return noHit
+  let value: unknown
+  const cell = found.cell
+  if (hot.shares && cell !== undefined && cell.decodedBy === node) value = cell.decoded
+  else {
+    const decoded = Codec.decodeIn(node, found)
+    if (decoded._tag !== "Value") return noHit
+    value = decoded.value
+  }
+  hot.metrics.hitUnsafe(context)
+  return value
+}
+
+/** What a hit at once needs of a node, found with one lookup. */
+interface Hot {
+  /** The sets of its instances without groups. */
+  readonly sets: CacheStore.Sets
+  readonly metrics: Metrics.NodeMetrics
+  /** Whether its decoded values are handed to every hit (`Codec.reuseOf`). */
+  readonly shares: boolean
+}
+
+const hotByNode = new WeakMap<Node.Node, Hot>()
+
+const hotOf = (node: Node.Node): Hot => {
+  let hot = hotByNode.get(node)
+  if (hot === undefined) {
+    hot = {
+      sets: setsOf({ node, fields: {}, key: "", groups: [], skip: false }),
+      metrics: Metrics.forNode(node.name),
+      shares: Codec.reuseOf(node) === "value"
+    }
+    hotByNode.set(node, hot)
+  }
+  return hot
+}
+
+/**
+ * A read through the cache; `load` makes the effect to run on a miss (called only then, once per read). It is
+ * {@link withStore}'s steps written out in one closure (a hit is about a microsecond: each allocation counts).
+ */
 const run = <A, E, R>(
-  load: Effect.Effect<A, E, R>,
+  load: () => Effect.Effect<A, E, R>,
   instance: Node.Instance,
   strict: boolean,
   refresh = false
 ): Effect.Effect<A, E | CacheStoreError, R | CacheStore.CacheStore> =>
-  withStore(
-    refresh ? "cacheme.refresh" : "cacheme.read",
-    instance,
-    (store, settings, traced): Effect.Effect<A, E | CacheStoreError, R> => {
-      const call = makeCall(load, instance, store, settings, strict, refresh, traced)
-      const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
-      return Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
-    },
-    (traced) => (traced ? Effect.tap(load, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : load)
-  )
+  Effect.contextWith((context: Context.Context<CacheStore.CacheStore>): Effect.Effect<A, E | CacheStoreError, R> => {
+    const { traced, settings, clock } = servicesOf(context)
+    let body: Effect.Effect<A, E | CacheStoreError, R>
+    if (!settings.enabled || instance.skip) {
+      const effect = load()
+      body = traced ? Effect.tap(effect, () => Effect.annotateCurrentSpan("cacheme.outcome", "bypassed")) : effect
+    } else {
+      const store = Context.get(context, CacheStore.CacheStore)
+      if (store.prefixSource === "settings" && store.prefix !== settings.prefix)
+        body = Effect.andThen(CacheStore.checkPrefix(store, settings), Effect.never)
+      else {
+        if (!traced && !refresh && store.hitNow !== undefined) {
+          const value = hitAtOnce(store, instance, settings, context as Context.Context<never>, clock)
+          if (value !== noHit) {
+            const onHit = instance.node.options.onHit
+            return onHit === undefined
+              ? Effect.succeed(value as A)
+              : Effect.as(runHook(instance, onHit, value), value as A)
+          }
+        }
+        // The effect is made when a load runs: a read answered from the store never makes it.
+        const call = makeCall(Effect.suspend(load), instance, store, settings, strict, refresh, traced)
+        const served = refresh ? Effect.andThen(store.invalidate([instance.key], "soft"), serve(call)) : serve(call)
+        body = Effect.flatMap(served, (served) => Effect.as(afterRead(instance, served, traced), served.value))
+      }
+    }
+    return traced ? Effect.withSpan(body, refresh ? "cacheme.refresh" : "cacheme.read", spanOptions(instance)) : body
+  })
 
 /**
  * Reads through the cache: the value of `instance` if cached, else the effect's value, stored for next time.
@@ -1004,7 +1119,7 @@ export const cached: {
 } = dual(
   2,
   <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) =>
-    run(self, instance, false) as Effect.Effect<A, E, R | CacheStore.CacheStore>
+    run(() => self, instance, false) as Effect.Effect<A, E, R | CacheStore.CacheStore>
 )
 
 /**
@@ -1023,11 +1138,12 @@ export const cachedStrict: {
     self: Effect.Effect<A, E, R>,
     instance: Node.Instance<F, V>
   ): Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
-} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(self, instance, true))
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(() => self, instance, true))
 
 /**
  * A cached function of a node's fields: the fields are checked against their Schema (an `InvalidFields`
- * error names the field at fault), then the effect the function returns is read through the cache.
+ * error names the field at fault), then the effect the function returns is read through the cache. The function
+ * is called when a value must be loaded, not on a hit.
  *
  * **Example**
  *
@@ -1050,8 +1166,12 @@ export const fn =
     node: Node.Node<F, V>,
     f: (fields: Schema.Struct.Type<F>) => Effect.Effect<V["Type"], E, R>
   ) =>
-  (fields: Schema.Struct.Type<F>): Effect.Effect<V["Type"], E | InvalidFields, R | CacheStore.CacheStore> =>
-    Effect.flatMap(node.makeExit(fields), (instance) => cached(f(instance.fields), instance))
+  (fields: Schema.Struct.Type<F>): Effect.Effect<V["Type"], E | InvalidFields, R | CacheStore.CacheStore> => {
+    const made = node.makeExit(fields)
+    if (Exit.isFailure(made)) return made
+    const instance = made.value
+    return run(() => f(instance.fields), instance, false) as Effect.Effect<V["Type"], E, R | CacheStore.CacheStore>
+  }
 
 /**
  * A value given to {@link set} that cannot be stored: it does not match the node's value Schema, it is larger
@@ -1087,7 +1207,7 @@ export const get = <F extends Schema.Struct.Fields, V extends Node.ValueSchema>(
         (lookup): Option.Option<V["Type"]> => {
           if (lookup._tag === "Miss" || (lookup._tag === "Stale" && !servesStale(timing, lookup.staleFor)))
             return Option.none()
-          const decoded = Codec.decode<V["Type"]>(instance.node, lookup.value)
+          const decoded = Codec.decodeIn<V["Type"]>(instance.node, lookup)
           return decoded._tag === "Value" ? Option.some(decoded.value) : Option.none()
         }
       )
@@ -1195,7 +1315,7 @@ export const refresh: {
     self: Effect.Effect<A, E, R>,
     instance: Node.Instance<F, V>
   ): Effect.Effect<V["Type"], E | CacheStoreError, R | CacheStore.CacheStore>
-} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(self, instance, true, true))
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, instance: Node.Instance) => run(() => self, instance, true, true))
 
 /**
  * Invalidates one entry; returns 1 when it held a value, else 0.

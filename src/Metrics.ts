@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Metric } from "effect"
+import { type Context, Effect, Metric } from "effect"
 
 const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
 
@@ -43,6 +43,8 @@ export const loadDuration = Metric.histogram("cacheme_load_duration_ms", {
 /** The metrics of one node, with the `node` attribute applied once. */
 export interface NodeMetrics {
   readonly hit: Effect.Effect<void>
+  /** `hit`, done at once with the fiber's context (the one-step hit path of `Memo`). */
+  readonly hitUnsafe: (context: Context.Context<never>) => void
   readonly miss: Effect.Effect<void>
   readonly stale: Effect.Effect<void>
   readonly load: Effect.Effect<void>
@@ -66,15 +68,18 @@ export const forNode = (node: string): NodeMetrics => {
   if (metrics === undefined) {
     // Attributes fixed at creation: `withAttributes` would copy the attribute context on every update.
     const attributes = { node }
-    const bump = (metric: Metric.Counter<number>) =>
-      Metric.update(Metric.counter(metric.id, { description: metric.description, incremental: true, attributes }), 1)
+    const ofNode = (metric: Metric.Counter<number>) =>
+      Metric.counter(metric.id, { description: metric.description, incremental: true, attributes })
+    const bump = (metric: Metric.Counter<number>) => Metric.update(ofNode(metric), 1)
+    const hit = ofNode(hits)
     const duration = Metric.histogram(loadDuration.id, {
       description: loadDuration.description,
       boundaries: loadBoundaries,
       attributes
     })
     metrics = {
-      hit: bump(hits),
+      hit: Metric.update(hit, 1),
+      hitUnsafe: (context) => hit.updateUnsafe(1, context),
       miss: bump(misses),
       stale: bump(staleServed),
       load: bump(loads),

@@ -34,6 +34,8 @@ import { createHash } from "node:crypto"
 import { Duration, type Effect, Exit, Schema, SchemaRepresentation } from "effect"
 import type * as InvalidNode from "./InvalidNode.ts"
 import {
+  callbackRejected,
+  callbackThrew,
   checkKey,
   type FieldsValidator,
   getOrThrow,
@@ -41,7 +43,7 @@ import {
   makeValidator,
   runCallback
 } from "./internal/fields.ts"
-import { defaultKey, epochSet, familyOfName, invalidKeyReason, tagSet } from "./internal/keys.ts"
+import { defaultKey, epochSet, familyOfName, reservedKeyReason, tagSet } from "./internal/keys.ts"
 
 export {
   /**
@@ -116,6 +118,16 @@ export interface Options<F extends Schema.Struct.Fields, V extends ValueSchema> 
    * the store's `local.only` would not. Absent: the store's default. Stores without a tier ignore it.
    */
   readonly local?: boolean | undefined
+  /**
+   * Whether a value decoded once may be handed to every later hit of the same stored copy (the in-process store
+   * and the tiered store's local copies keep it beside the copy): hits then skip `JSON.parse` and the Schema
+   * decode. Absent: when the value Schema's decoded type is readonly all the way down (no `Date`, no `mutable`
+   * array or field, no `Unknown`); a caller that writes into such a value through a cast changes it for every
+   * later hit. `true` shares a mutable type too (the callers promise not to change it); `false` never shares
+   * (a Schema that builds its objects anew on each decode is then decoded from the kept parsed JSON). Stores
+   * without values in process decode every hit.
+   */
+  readonly shareValues?: boolean | undefined
   /** Bypass the cache for all entries (`true`) or for the fields the predicate accepts. */
   readonly skip?: boolean | ((fields: Schema.Struct.Type<F>) => boolean) | undefined
   /** How long a loader's lease lasts; absent uses the configured `leaseTtl`. */
@@ -338,11 +350,21 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
       : toDuration(name, "stale", options.stale)
   const valueSets = valueSetsOf(name, options.invalidatedByValue)
 
-  const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
-    const keyed = runCallback(name, "key function", () => keyOf(values as Record<string, unknown>), checkKey)
-    if (Exit.isFailure(keyed)) return keyed as Exit.Exit<never, InvalidFields>
-    const key = keyed.value
-    const reason = invalidKeyReason(key)
+  const invalidatedBy = options.invalidatedBy
+  const noGroups: ReadonlyArray<InvalidNode.Instance> = []
+  // Every read makes an instance: the common case (a key function that returns a good key, no groups, a fixed
+  // `skip`) allocates the instance and nothing else.
+  const build = (values: Schema.Struct.Type<F>): Instance<F, V> | Exit.Exit<never, InvalidFields> => {
+    let key: unknown
+    try {
+      key = keyOf(values as Record<string, unknown>)
+    } catch (error) {
+      return callbackThrew(name, "key function", error)
+    }
+    const bad = checkKey(key)
+    if (bad !== undefined) return callbackRejected(name, "key function", bad)
+    // `checkKey` found it well-formed.
+    const reason = reservedKeyReason(key as string)
     if (reason !== undefined) {
       return Exit.fail(
         new InvalidFields({
@@ -353,16 +375,29 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
         })
       )
     }
-    const groups = runCallback(
-      name,
-      "invalidatedBy",
-      () => options.invalidatedBy?.(values) ?? [],
-      (groups) => (Array.isArray(groups) ? undefined : "did not return an array of groups")
-    )
-    if (Exit.isFailure(groups)) return groups as Exit.Exit<never, InvalidFields>
-    const skipped = runCallback(name, "skip", () => (typeof skip === "boolean" ? skip : skip(values)))
-    if (Exit.isFailure(skipped)) return skipped as Exit.Exit<never, InvalidFields>
-    return Exit.succeed({ node, fields: values, key, groups: groups.value, skip: skipped.value === true })
+    let groups = noGroups
+    if (invalidatedBy !== undefined) {
+      const made = runCallback(
+        name,
+        "invalidatedBy",
+        () => invalidatedBy(values) ?? [],
+        (groups) => (Array.isArray(groups) ? undefined : "did not return an array of groups")
+      )
+      if (Exit.isFailure(made)) return made as Exit.Exit<never, InvalidFields>
+      groups = made.value
+    }
+    let skipped: boolean
+    if (typeof skip === "boolean") skipped = skip
+    else {
+      const made = runCallback(name, "skip", () => skip(values))
+      if (Exit.isFailure(made)) return made as Exit.Exit<never, InvalidFields>
+      skipped = made.value === true
+    }
+    return { node, fields: values, key: key as string, groups, skip: skipped }
+  }
+  const instantiate = (values: Schema.Struct.Type<F>): Exit.Exit<Instance<F, V>, InvalidFields> => {
+    const built = build(values)
+    return Exit.isExit(built) ? built : Exit.succeed(built)
   }
   const fromExit = (exit: Exit.Exit<Schema.Struct.Type<F>, InvalidFields>) =>
     Exit.isSuccess(exit) ? instantiate(exit.value) : (exit as Exit.Exit<never, InvalidFields>)
@@ -383,8 +418,13 @@ export const make = <const F extends Schema.Struct.Fields, V extends ValueSchema
     stamp: stampOf(name, options.value, version),
     codec: Schema.toCodecJson(options.value) as unknown as Schema.Codec<V["Type"], unknown>,
     options,
-    make: (values) => getOrThrow(fromExit(validator.type(values))),
-    makeExit: (values) => fromExit(validator.type(values)),
+    make: (values) => {
+      // Valid fields (the common case) go straight to the instance.
+      if (!validator.is(values)) return getOrThrow(fromExit(validator.type(values)))
+      const built = build(values)
+      return Exit.isExit(built) ? getOrThrow(built) : built
+    },
+    makeExit: (values) => (validator.is(values) ? instantiate(values) : fromExit(validator.type(values))),
     decode: (input) => fromExit(validator.decode(input))
   }
   registry.set(name, node)

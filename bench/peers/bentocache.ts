@@ -49,3 +49,27 @@ export const makeBentocachePeer = async (prefix: string, options: BentocacheOpti
     }
   }
 }
+
+/**
+ * bentocache 1.6 with its in-process L1 alone (memory driver, no L2, no bus): the peer of effect-cacheme's
+ * in-process store. `serialize: false` keeps the values as objects (a hit hands every caller the object the
+ * loader returned: bentocache's fastest mode); `serialize: true` (its default) keeps JSON strings and parses one
+ * per hit. `maxItems` bounds it (lru-cache preallocates its arrays for that many).
+ */
+export const makeBentocacheL1 = <V>(options: {
+  readonly serialize: boolean
+  readonly maxItems: number
+}): {
+  readonly getOrSet: (key: string, load: () => Promise<V>) => Promise<V>
+  readonly close: () => Promise<void>
+} => {
+  const name = "l1"
+  const store = bentostore().useL1Layer(
+    memoryDriver(options.serialize ? { maxItems: options.maxItems } : { maxItems: options.maxItems, serialize: false })
+  )
+  const bento = new BentoCache({ default: name, stores: { [name]: store } })
+  return {
+    getOrSet: (key, load) => bento.getOrSet({ key, factory: load, ttl: "1h" }),
+    close: () => bento.disconnectAll()
+  }
+}

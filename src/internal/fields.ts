@@ -47,6 +47,8 @@ const toInvalidFields = (node: string, error: unknown): InvalidFields => {
 
 /** A validator of a fields struct: `type` checks typed input, `decode` parses untrusted (encoded) input. */
 export interface FieldsValidator<A> {
+  /** Whether typed input is valid as it is (no error built). */
+  readonly is: (input: unknown) => input is A
   readonly type: (input: unknown) => Exit.Exit<A, InvalidFields>
   readonly decode: (input: unknown) => Exit.Exit<A, InvalidFields>
 }
@@ -72,6 +74,7 @@ export const makeValidator = <S extends Schema.Codec<any, any, never, never>>(
   const decodeParser = Schema.decodeUnknownExit(schema)
   const checkType = check((input) => typeParser(input, { errors: "all" }))
   return {
+    is: isType as (input: unknown) => input is S["Type"],
     type: (input) => (isType(input) ? Exit.succeed(input as S["Type"]) : checkType(input)),
     decode: check((input) => decodeParser(input, { errors: "all" }))
   }
@@ -87,6 +90,14 @@ export const getOrThrow = <A>(exit: Exit.Exit<A, InvalidFields>): A => {
 const callbackFailed = (node: string, what: string, message: string) =>
   new InvalidFields({ node, field: "", message: `${node}: ${what} ${message}`, issues: [{ path: "", message }] })
 
+/** The failure {@link runCallback} gives for a callback that threw `error`. */
+export const callbackThrew = (node: string, what: string, error: unknown): Exit.Exit<never, InvalidFields> =>
+  Exit.fail(callbackFailed(node, what, `threw: ${error instanceof Error ? error.message : String(error)}`))
+
+/** The failure {@link runCallback} gives for a callback whose result `check` rejected with `problem`. */
+export const callbackRejected = (node: string, what: string, problem: string): Exit.Exit<never, InvalidFields> =>
+  Exit.fail(callbackFailed(node, what, problem))
+
 /**
  * Runs a function the user gave a node or group (its key, `invalidatedBy`, `skip`): a throw, or a result that
  * `check` rejects, becomes a typed `InvalidFields` naming the node, in the error channel.
@@ -101,10 +112,10 @@ export const runCallback = <A>(
   try {
     value = f()
   } catch (error) {
-    return Exit.fail(callbackFailed(node, what, `threw: ${error instanceof Error ? error.message : String(error)}`))
+    return callbackThrew(node, what, error)
   }
   const problem = check(value)
-  return problem === undefined ? Exit.succeed(value) : Exit.fail(callbackFailed(node, what, problem))
+  return problem === undefined ? Exit.succeed(value) : callbackRejected(node, what, problem)
 }
 
 /** The check of a key function's result. */

@@ -46,12 +46,15 @@ export const epochOfSet = (set: string): string | undefined =>
   set.startsWith("g:") ? epochSet(familyOfGroupKey(set.slice(2))) : undefined
 
 /** Checks a computed entry key: returns a reason when it cannot be used. */
-export const invalidKeyReason = (key: string): string | undefined =>
+export const invalidKeyReason = (key: string): string | undefined => reservedKeyReason(key) ?? notWellFormed(key)
+
+/** {@link invalidKeyReason} for a key already known to be well-formed. */
+export const reservedKeyReason = (key: string): string | undefined =>
   key.length === 0
     ? "a key cannot be empty"
     : key.startsWith(setMarker)
       ? `a key cannot start with "${setMarker}" (reserved for group and tag sets)`
-      : notWellFormed(key)
+      : undefined
 
 /** Redis stores keys as UTF-8: a lone surrogate becomes U+FFFD, and two keys would become one. */
 export const notWellFormed = (key: string): string | undefined =>

@@ -128,7 +128,7 @@ const sort = <A, E, R>(
       const lookup = lookups[i]!
       switch (lookup._tag) {
         case "Hit": {
-          const decoded = Codec.decode<A>(batch.node, lookup.value)
+          const decoded = Codec.decodeIn<A>(batch.node, lookup)
           if (decoded._tag === "Value") {
             served(batch, entry, decoded.value, "hit")
             yield* batch.metrics.hit
@@ -139,7 +139,7 @@ const sort = <A, E, R>(
           break
         }
         case "Stale": {
-          const decoded = Codec.decode<A>(batch.node, lookup.value)
+          const decoded = Codec.decodeIn<A>(batch.node, lookup)
           if (decoded._tag === "Value" && Memo.servesStale(batch.timing, lookup.staleFor)) {
             served(batch, entry, decoded.value, "stale")
             yield* batch.metrics.stale
@@ -279,7 +279,7 @@ const failSafeAnswers = <A, E, R>(
       const answers: Array<A> = []
       for (const lookup of found.value) {
         if (lookup._tag === "Miss" || (lookup._tag === "Stale" && lookup.staleFor >= windowMillis)) return undefined
-        const decoded = Codec.decode<A>(batch.node, lookup.value)
+        const decoded = Codec.decodeIn<A>(batch.node, lookup)
         if (decoded._tag !== "Value") return undefined
         answers.push(decoded.value)
       }

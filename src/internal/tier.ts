@@ -21,14 +21,28 @@
  *    life) and after `ttlMillis` at most.
  */
 
-/** One local copy. */
-interface Slot {
+import type { ValueCell } from "../CacheStore.ts"
+
+/**
+ * One local copy, and the cell where `Memo` keeps its decoded value (see `ValueCell`): a copy never changes (a
+ * new reply makes a new copy), so what is decoded from it holds for its life. The cell's contents are not
+ * counted in the tier's bytes: the copy's own length stands for them (a decoded value takes about as much as its
+ * JSON, within a small factor).
+ */
+class Slot implements ValueCell {
   readonly value: string
   /** Monotonic millis after which the copy is not used. */
   readonly expiresAt: number
   readonly bytes: number
   /** Set on use, cleared when the eviction hand passes (CLOCK, an approximation of LRU without moving entries). */
-  used: boolean
+  used = false
+  decodedBy: unknown = undefined
+  decoded: unknown = undefined
+  constructor(value: string, expiresAt: number, bytes: number) {
+    this.value = value
+    this.expiresAt = expiresAt
+    this.bytes = bytes
+  }
 }
 
 /** Reads in flight of one key, and how many invalidations of it arrived since the oldest began. */
@@ -128,6 +142,11 @@ export class LocalTier {
 
   /** The copy of `key`, if it is kept and alive at `now`; marks it used. Check {@link serving} first. */
   get(key: string, now: number): string | undefined {
+    return this.copy(key, now)?.value
+  }
+
+  /** {@link get}, with the copy's cell. */
+  copy(key: string, now: number): (ValueCell & { readonly value: string }) | undefined {
     const slot = this.slots.get(key)
     if (slot === undefined) return undefined
     if (slot.expiresAt <= now) {
@@ -135,7 +154,12 @@ export class LocalTier {
       return undefined
     }
     slot.used = true
-    return slot.value
+    return slot
+  }
+
+  /** The cell of the copy of `key` if one is kept (not marked used): the read that just kept it hands it out. */
+  cellOf(key: string): ValueCell | undefined {
+    return this.slots.get(key)
   }
 
   /** Whether a copy of `key` is kept (alive or not); for tests and diagnostics. */
@@ -191,7 +215,7 @@ export class LocalTier {
       if (bytes > maxBytes / 4) return
       const expiresAt = life >= 0 ? Math.min(cap, ticket.sentAt + life) : cap
       if (expiresAt <= now) return
-      this.slots.set(key, { value, expiresAt, bytes, used: false })
+      this.slots.set(key, new Slot(value, expiresAt, bytes))
       this.bytes += bytes
     })
     this.stats.kept++

@@ -1,26 +1,35 @@
 /**
  * The in-process store. It keeps the same records, stamps and indexes as the Redis store (see
  * `internal/protocol.ts`), each operation one synchronous step, so both stores keep one protocol and pass one
- * contract suite. Entries sit in one `Map` whose insertion order is the recency order (a read moves the entry to
- * the end), so evicting the least recently used entry is taking the first key; evicting an entry only turns a
- * hit into a miss. Expiry is checked lazily against Effect's `Clock`.
+ * contract suite. Entries sit in one `Map`, evicted by CLOCK (LRU with a second chance: a hit marks its entry,
+ * eviction takes the oldest unmarked one and gives marked ones another round), so a hit writes one flag and moves
+ * nothing; evicting an entry only turns a hit into a miss. Expiry is checked lazily against Effect's `Clock`.
+ *
+ * A hit keeps the entry's value decoded in the entry itself (its `ValueCell`, filled by `Memo`), and the record
+ * then drops its JSON when the cell gives it back exactly: a hit of the node that filled the cell costs no
+ * parsing, and an entry holds its value once, not twice.
  */
-import { Effect, type Scope } from "effect"
+import { type Clock, Effect, type Scope } from "effect"
 import {
   type CacheStore,
   CacheStoreError,
   type Fill,
+  type Hit,
+  type Lookup,
   type Leasing,
   type LookupRequest,
   type Mode,
   type Sets,
+  type ValueCell,
   type View
 } from "../CacheStore.ts"
 import { CachemeConfig } from "../CachemeConfig.ts"
 import { compileGlob } from "../internal/glob.ts"
 import { epochOfSet, isEpochSet } from "../internal/keys.ts"
 import * as Notices from "../internal/notices.ts"
+import * as Codec from "../internal/codec.ts"
 import * as Protocol from "../internal/protocol.ts"
+import type { Node } from "../Node.ts"
 
 /**
  * Options of the in-process store.
@@ -29,17 +38,106 @@ import * as Protocol from "../internal/protocol.ts"
  * @since 0.1.0
  */
 export interface MemoryOptions {
-  /** The most entries kept; the least recently used go first (default 10,000). */
+  /** The most entries kept; the least recently used go first (CLOCK, LRU with a second chance; default 10,000). */
   readonly maxEntries?: number | undefined
   /** Overrides `CachemeConfig`'s prefix (shown by the admin; the store keeps its keys to itself). */
   readonly prefix?: string | undefined
 }
 
-/** A key with its expiry (millis since the epoch; `Infinity`: none). */
+/** A stamp with its expiry (millis since the epoch; `Infinity`: none). */
 interface Slot {
   value: string
   expiresAt: number
 }
+
+/** Where the stored value starts in a value record (after its fill token, sets and stamps lines), or -1. */
+const valueStart = (record: string): number => {
+  const state = record.charCodeAt(Protocol.offsets.state)
+  if (record.charCodeAt(Protocol.offsets.format) !== 50 || (state !== 86 && state !== 83)) return -1
+  const first = record.indexOf("\n", Protocol.offsets.body)
+  const second = first === -1 ? -1 : record.indexOf("\n", first + 1)
+  const third = second === -1 ? -1 : record.indexOf("\n", second + 1)
+  return third === -1 ? -1 : third + 1
+}
+
+/**
+ * V8 keeps a string made by concatenation as a tree of its pieces until something flattens it into one copy,
+ * which `startsWith` does: a record is stored flat, in less than half the heap. (A slice is a view that keeps the
+ * whole string it was cut from: a shorter record is made by concatenation, then flattened.)
+ */
+const flat = (text: string): string => {
+  text.startsWith("2")
+  return text
+}
+
+/**
+ * An entry: its key, its record, its expiry (millis since the epoch; `undefined`: none, which costs no number on
+ * the heap), whether it was used since the eviction hand last passed, and the cell where `Memo` keeps its decoded
+ * value (see `ValueCell`). A record changes in place only in its header (a lease, a soft invalidation, a renewal)
+ * and its stamps line (a verification), never in its value: the cell holds for the entry's life, and a new value
+ * is a new entry. Once the cell is filled, the record drops the stored value when the cell gives it back exactly
+ * (`Codec.storedOf`): it is made again from the cell when something asks for the string (a read of another node
+ * object, a stale read, the admin), and hits of the node take the cell without it. Entries are the members of the
+ * indexes too (an index holds the entry itself: the incarnation its fill made, gone from the index when it goes).
+ */
+class Entry implements ValueCell {
+  readonly key: string
+  value: string
+  expiresAt: number | undefined
+  used = false
+  decodedBy: unknown = undefined
+  decoded: unknown = undefined
+  constructor(key: string, value: string, expiresAt: number | undefined) {
+    this.key = key
+    this.value = flat(value)
+    this.expiresAt = expiresAt
+  }
+
+  kept(): void {
+    const record = this.value
+    const at = valueStart(record)
+    if (at === -1 || at === record.length) return
+    if (Codec.storedOf(this.decodedBy as Node, this.decoded) !== record.slice(at)) return
+    // A new record of its own: a slice would keep the whole one alive (joined, it is one flat copy).
+    this.value = [record.slice(0, at - 1), "\n"].join("")
+  }
+
+  /**
+   * Whether a value read from the record (`value`, its part after the stamps line) was dropped for the cell: a
+   * stored value is never empty (it starts with its node's stamp), so an empty one with a filled cell was dropped.
+   */
+  dropped(value: string): boolean {
+    return value.length === 0 && this.decodedBy !== undefined
+  }
+
+  /** The stored value, from the record or made again from the cell. */
+  stored(): string {
+    const record = this.value
+    const at = valueStart(record)
+    if (at !== record.length || this.decodedBy === undefined) return at === -1 ? "" : record.slice(at)
+    return Codec.storedOf(this.decodedBy as Node, this.decoded) ?? ""
+  }
+}
+
+/** A hit of an entry whose record dropped its stored value: the string is made again only if asked for. */
+class KeptHit implements Hit {
+  readonly _tag = "Hit"
+  readonly cell: Entry
+  constructor(cell: Entry) {
+    this.cell = cell
+  }
+  get value(): string {
+    return this.cell.stored()
+  }
+}
+
+/** The fresh-until field of a value fresh until invalidated. */
+const forever = "0".repeat(13)
+
+/** The one stamp of a single set's hit, compared at once (never kept: a hit at once builds no view). */
+const oneStamp: Array<string | null> = [null]
+
+const isOver = (entry: Entry, now: number) => entry.expiresAt !== undefined && entry.expiresAt <= now
 
 const noLease = `${"0".repeat(13)}${"-".repeat(Protocol.tokenLength)}`
 
@@ -51,9 +149,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     }
     const prefix = options.prefix ?? (yield* CachemeConfig).prefix
     const scope = yield* Effect.scope
-    const entries = new Map<string, Slot>()
+    const entries = new Map<string, Entry>()
     const stamps = new Map<string, Slot>()
-    const indexes = new Map<string, Map<string, number>>()
+    const indexes = new Map<string, Set<Entry>>()
     /** The size at which each index is next pruned of members whose life is over. */
     const pruneAt = new Map<string, number>()
     const minimumPrune = 64
@@ -61,50 +159,78 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
     const withClock = <A>(f: (now: number) => A): Effect.Effect<A> =>
       Effect.clockWith((clock) => Effect.sync(() => f(clock.currentTimeMillisUnsafe())))
 
-    const liveSlot = (map: Map<string, Slot>, key: string, now: number): Slot | undefined => {
-      const slot = map.get(key)
-      if (slot !== undefined && slot.expiresAt <= now) {
-        map.delete(key)
+    const liveEntry = (key: string, now: number): Entry | undefined => {
+      const entry = entries.get(key)
+      if (entry !== undefined && isOver(entry, now)) {
+        entries.delete(key)
         return undefined
       }
-      return slot
+      return entry
     }
 
-    const record = (key: string, now: number) => liveSlot(entries, key, now)?.value
-    const stamp = (set: string, now: number) => liveSlot(stamps, set, now)?.value ?? null
+    const record = (key: string, now: number) => liveEntry(key, now)?.value
+    const stamp = (set: string, now: number) => {
+      const slot = stamps.get(set)
+      if (slot === undefined) return null
+      if (slot.expiresAt <= now) {
+        stamps.delete(set)
+        return null
+      }
+      return slot.value
+    }
 
-    const setEntry = (key: string, value: string, expiresAt: number) => {
-      entries.delete(key)
-      entries.set(key, { value, expiresAt })
+    const setEntry = (key: string, value: string, expiresAt: number | undefined) => {
+      // The map keeps the key string it was first given: the entry keeps that one too (not a second copy).
+      const entry = new Entry(entries.get(key)?.key ?? key, value, expiresAt)
+      // A key written again keeps its place in the eviction order (a delete and a set would leave a hole in the
+      // map's table each time: a lease then a fill doubled the table).
+      entries.set(key, entry)
       while (entries.size > maxEntries) {
-        // The least recently used goes, and with it its members in the indexes.
-        const [oldest, slot] = entries.entries().next().value as [string, Slot]
-        entries.delete(oldest)
-        const parsed = Protocol.parse(slot.value)
+        // CLOCK: the oldest entry not used since the hand last passed goes, and with it its members in the
+        // indexes; a used one gets a second chance at the back, unmarked. A hit only marks its entry (no move).
+        const oldest = entries.values().next().value as Entry
+        entries.delete(oldest.key)
+        if (oldest.used) {
+          oldest.used = false
+          entries.set(oldest.key, oldest)
+          continue
+        }
+        const parsed = Protocol.parse(oldest.value)
         if (parsed._tag === "Value") leaveIndexes(oldest, parsed.body)
       }
+      return entry
     }
 
-    /** Rewrites part of a record in place, like SETRANGE, keeping its expiry. */
+    /** Rewrites part of a record's header in place, like SETRANGE, keeping its expiry (and its value). */
     const setRange = (key: string, offset: number, text: string) => {
-      const slot = entries.get(key)!
-      slot.value = slot.value.slice(0, offset) + text + slot.value.slice(offset + text.length)
+      const entry = entries.get(key)!
+      entry.value = flat(entry.value.slice(0, offset) + text + entry.value.slice(offset + text.length))
     }
 
-    const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined) => {
-      const slot = liveSlot(entries, key, now)
-      if (slot !== undefined) {
-        entries.delete(key)
-        entries.set(key, slot)
+    /** A hit or stale read of `entry`, with its cell (and its stored value made again if the record dropped it). */
+    const withCell = (entry: Entry, lookup: Exclude<Lookup, { readonly _tag: "Miss" }>): Lookup =>
+      !entry.dropped(lookup.value)
+        ? { ...lookup, cell: entry }
+        : lookup._tag === "Hit"
+          ? new KeptHit(entry)
+          : { ...lookup, value: entry.stored(), cell: entry }
+
+    /** The stamps of `sets` now, in order. */
+    const stampsOf = (sets: Sets, now: number) => {
+      const names = sets.names
+      const found: Array<string | null> = new Array(names.length)
+      for (let i = 0; i < names.length; i++) found[i] = stamp(names[i]!, now)
+      return found
+    }
+
+    const lookupAt = (key: string, sets: Sets, now: number, leaseMillis: number | undefined): Lookup => {
+      const slot = liveEntry(key, now)
+      if (slot !== undefined) slot.used = true
+      const judged = Protocol.judge(slot?.value ?? null, sets, stampsOf(sets, now), now, leaseMillis)
+      if (judged._tag !== "Verify") {
+        // The value of a hit or a stale read is the entry's: its cell goes with it.
+        return slot === undefined || judged._tag === "Miss" ? judged : withCell(slot, judged)
       }
-      const judged = Protocol.judge(
-        slot?.value ?? null,
-        sets,
-        sets.names.map((set) => stamp(set, now)),
-        now,
-        leaseMillis
-      )
-      if (judged._tag !== "Verify") return judged
       // An epoch moved: the value's groups' own stamps decide, and when they are current the record takes the
       // epochs read (the same step here, so the next read needs no verification).
       const { lookup, reepoch } = Protocol.verified(
@@ -114,9 +240,50 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       )
       if (reepoch !== undefined && slot !== undefined) {
         const rewritten = Protocol.reepochRecord(slot.value, reepoch)
-        if (rewritten !== undefined) slot.value = rewritten
+        if (rewritten !== undefined) slot.value = flat(rewritten)
       }
-      return lookup
+      return slot === undefined || lookup._tag === "Miss" ? lookup : withCell(slot, lookup)
+    }
+
+    /**
+     * A fresh hit at once (`hitNow`): the entry's record compared in place with the current stamps of its sets
+     * (`Protocol.freshValue`), else the full judgement; `undefined` for anything but a hit.
+     */
+    const hitNow = (
+      key: string,
+      sets: Sets,
+      leaseMillis: number | undefined,
+      _local: boolean | undefined,
+      clock: Clock.Clock
+    ): Hit | undefined => {
+      const entry = entries.get(key)
+      if (entry === undefined) return undefined
+      // The clock is read only when something here can expire or go stale (reading it is a good share of a hit).
+      let now = Number.NaN
+      const time = () => {
+        if (Number.isNaN(now)) now = clock.currentTimeMillisUnsafe()
+        return now
+      }
+      if (entry.expiresAt !== undefined && entry.expiresAt <= time()) return undefined
+      const names = sets.names
+      const current: Array<string | null> = names.length === 1 ? oneStamp : new Array(names.length)
+      for (let i = 0; i < names.length; i++) {
+        const slot = stamps.get(names[i]!)
+        current[i] =
+          slot === undefined || (slot.expiresAt !== Number.POSITIVE_INFINITY && slot.expiresAt <= time())
+            ? null
+            : slot.value
+      }
+      const record = entry.value
+      const fresh = record.startsWith(forever, Protocol.offsets.freshUntil) ? 0 : time()
+      const value = Protocol.freshValue(record, sets.json, current, fresh, sets.open === true)
+      if (value !== undefined) {
+        entry.used = true
+        return entry.dropped(value) ? new KeptHit(entry) : { _tag: "Hit", value, cell: entry }
+      }
+      // Not a plain fresh hit: the full judgement (it drops what expired, and verifies epochs).
+      const lookup = lookupAt(key, sets, clock.currentTimeMillisUnsafe(), leaseMillis)
+      return lookup._tag === "Hit" ? lookup : undefined
     }
 
     const lookup = (key: string, sets: Sets, leaseMillis?: number | undefined) =>
@@ -162,14 +329,14 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           setEntry(key, Protocol.leaseRecord(token, now + leaseMillis), now + leaseMillis)
           return leased()
         }
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined) return take()
         const parsed = Protocol.parse(slot.value)
         switch (parsed._tag) {
           case "Foreign":
             return take()
           case "Lease": {
-            const remaining = slot.expiresAt - now
+            const remaining = (slot.expiresAt ?? Number.POSITIVE_INFINITY) - now
             return remaining > 0 && remaining <= leaseMillis ? { _tag: "Busy", holder: parsed.holder } : take()
           }
           case "Value": {
@@ -179,11 +346,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
             }
             if (intent === "replace") {
               // A dead value is replaced: its members leave the indexes.
-              leaveIndexes(key, parsed.body)
+              leaveIndexes(slot, parsed.body)
               return take()
             }
             setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis) + token)
-            slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
+            if (slot.expiresAt !== undefined) slot.expiresAt = Math.max(slot.expiresAt, now + leaseMillis)
             return leased()
           }
         }
@@ -244,10 +411,10 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         }
         // A refresh replaces a value: its members leave the indexes.
         const replaced = Protocol.parse(current)
-        if (replaced._tag === "Value") leaveIndexes(key, replaced.body)
-        const expiresAt = value.lifeMillis === undefined ? Number.POSITIVE_INFINITY : now + value.lifeMillis
+        if (replaced._tag === "Value") leaveIndexes(entries.get(key)!, replaced.body)
+        const expiresAt = value.lifeMillis === undefined ? undefined : now + value.lifeMillis
         const names = groups.length === 0 ? sets.names : [...sets.names, ...groups]
-        setEntry(
+        const entry = setEntry(
           key,
           Protocol.valueRecord(value.freshMillis === undefined ? undefined : now + value.freshMillis, {
             fillToken: token,
@@ -257,21 +424,20 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
           }),
           expiresAt
         )
-        const member = Protocol.indexMember(token, key)
         names.forEach((set) => {
           if (isEpochSet(set)) return
           let index = indexes.get(set)
           if (index === undefined) {
-            index = new Map()
+            index = new Set()
             indexes.set(set, index)
           }
           // Members whose life is over go when the index has doubled since it was last pruned: amortized
           // constant work per fill (walking it on every fill made fills slower as an index grew).
           if (index.size >= (pruneAt.get(set) ?? minimumPrune)) {
-            for (const [other, until] of index) if (until <= now) index.delete(other)
+            for (const other of index) if (isOver(other, now)) index.delete(other)
             pruneAt.set(set, Math.max(minimumPrune, 2 * index.size))
           }
-          index.set(member, expiresAt)
+          index.add(entry)
         })
         notices.notify(key)
         return true
@@ -279,11 +445,15 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const renew = (key: string, token: string, leaseMillis: number) =>
       withClock((now) => {
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined || !leasedTo(slot.value, token)) return false
         setRange(key, Protocol.offsets.leaseUntil, Protocol.leaseUntilField(now + leaseMillis))
         slot.expiresAt =
-          slot.value[Protocol.offsets.state] === "L" ? now + leaseMillis : Math.max(slot.expiresAt, now + leaseMillis)
+          slot.value[Protocol.offsets.state] === "L"
+            ? now + leaseMillis
+            : slot.expiresAt === undefined
+              ? undefined
+              : Math.max(slot.expiresAt, now + leaseMillis)
         return true
       })
 
@@ -301,8 +471,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         })
       })
 
-    const leaveIndexes = (key: string, body: Protocol.Body, except?: string) => {
-      const member = Protocol.indexMember(body.fillToken, key)
+    const leaveIndexes = (member: Entry, body: Protocol.Body, except?: string) => {
       for (const set of Protocol.setsOf(body)) {
         if (set === except || isEpochSet(set)) continue
         const index = indexes.get(set)
@@ -330,8 +499,8 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         setRange(key, Protocol.offsets.state, `S${noLease}`)
         return 1
       }
+      leaveIndexes(entries.get(key)!, parsed.body)
       entries.delete(key)
-      leaveIndexes(key, parsed.body)
       return 1
     }
 
@@ -346,11 +515,11 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       const inc = Protocol.incarnation(old)
       const current = stamp(set, now)
       let count = 0
-      for (const member of [...index.keys()]) {
-        const key = member.slice(Protocol.tokenLength)
-        const value = record(key, now)
-        const parsed = value === undefined ? undefined : Protocol.parse(value)
-        if (parsed?._tag !== "Value" || parsed.body.fillToken !== member.slice(0, Protocol.tokenLength)) {
+      for (const member of [...index]) {
+        // A member is the entry its fill made: gone, replaced or expired, it leaves the index.
+        const key = member.key
+        const parsed = liveEntry(key, now) === member ? Protocol.parse(member.value) : undefined
+        if (parsed?._tag !== "Value") {
           index.delete(member)
           continue
         }
@@ -365,7 +534,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         } else if (recorded === current || mode === "soft") continue
         entries.delete(key)
         index.delete(member)
-        leaveIndexes(key, parsed.body, set)
+        leaveIndexes(member, parsed.body, set)
       }
       if (index.size === 0) {
         indexes.delete(set)
@@ -506,9 +675,9 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
 
     const inspect = (key: string) =>
       withClock((now) => {
-        const slot = liveSlot(entries, key, now)
+        const slot = liveEntry(key, now)
         if (slot === undefined) return undefined
-        const ttlMillis = Number.isFinite(slot.expiresAt) ? slot.expiresAt - now : undefined
+        const ttlMillis = slot.expiresAt === undefined ? undefined : slot.expiresAt - now
         const parsed = Protocol.parse(slot.value)
         if (parsed._tag !== "Value") {
           return { key, value: undefined, freshness: undefined, ttlMillis, leased: parsed._tag === "Lease", sets: [] }
@@ -516,7 +685,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
         const sets = Protocol.setsOf(parsed.body)
         return Protocol.describe(
           key,
-          parsed,
+          slot.dropped(parsed.body.value) ? { ...parsed, body: { ...parsed.body, value: slot.stored() } } : parsed,
           sets,
           sets.map((set) => stamp(set, now)),
           ttlMillis,
@@ -528,7 +697,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       withClock((now) => {
         const index = indexes.get(set)
         if (index === undefined) return 0
-        for (const [member, until] of index) if (until <= now) index.delete(member)
+        for (const member of index) if (isOver(member, now)) index.delete(member)
         return index.size
       })
 
@@ -538,6 +707,7 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       prefixSource: options.prefix === undefined ? "settings" : "option",
       scope,
       lookup,
+      hitNow,
       lookupMany,
       // Tokens have a fixed width in records: callers' own (shorter) tokens are padded once, here.
       lease: (key, token, ...rest) => lease(key, Protocol.fixedToken(token), ...rest),

@@ -21,6 +21,7 @@ import type { Cluster, Redis, RedisOptions as IORedisOptions } from "ioredis"
 import {
   type CacheStore,
   CacheStoreError,
+  type Hit,
   type Lookup,
   type LookupRequest,
   type Mode,
@@ -48,7 +49,11 @@ export interface LocalOptions {
   readonly only?: ((key: string) => boolean) | undefined
   /** The most local copies (an entry and each stamp count one; default 10,000). */
   readonly maxEntries?: number | undefined
-  /** The most bytes of local copies, keys and values counted at 2 bytes per character (default 64 MiB). */
+  /**
+   * The most bytes of local copies (default 64 MiB): keys (without the prefix) and stored values counted at 2
+   * bytes per character, plus a fixed overhead per copy. A value a hit decoded is kept beside its copy and not
+   * counted apart: the stored (encoded) length stands for it.
+   */
   readonly maxBytes?: number | undefined
   /** A local copy lives at most this long (default 1 minute), and never longer than its key in Redis. */
   readonly ttl?: Duration.Input | undefined
@@ -94,11 +99,15 @@ const wellFormed = (text: string): boolean => (text as any).isWellFormed?.() ?? 
 
 type TrackedRead = (keys: ReadonlyArray<string>) => Promise<Array<string | number | null>>
 
-/** One lookup of a tracked read: the Redis keys it reads (the entry first, then its stamps) and its sets. */
+/**
+ * One lookup of a tracked read: the Redis keys it reads (the entry first, then its stamps), the same keys as the
+ * tier knows them (without the prefix), and its sets.
+ */
 interface Tracked {
   /** The entry's key (prefix excluded). */
   readonly key: string
   readonly keys: ReadonlyArray<string>
+  readonly local: ReadonlyArray<string>
   readonly sets: Sets
 }
 
@@ -239,8 +248,10 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         for (const item of payload) {
           const key = String(item)
           const sentAt = key.startsWith(beatPrefix) ? beats.get(key) : undefined
-          if (sentAt === undefined) tier.invalidate(key)
-          else {
+          // The tier knows keys without the prefix; only keys under it are ever read (and so tracked).
+          if (sentAt === undefined) {
+            if (key.startsWith(prefix)) tier.invalidate(key.slice(prefix.length))
+          } else {
             beats.delete(key)
             proof = Math.max(proof, sentAt)
           }
@@ -317,16 +328,33 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
     // Reads
     // -------------------------------------------------------------------------------------------------------------
 
+    // The tier keeps copies under their keys without the prefix (an entry's own key, `~s:set` for a stamp): a hit
+    // then looks its entry up by the key it was given, with no key to build.
     const entryKey = (key: string) => prefix + key
-    const stampKeysBySets = new WeakMap<Sets, { readonly keys: ReadonlyArray<string>; readonly ok: boolean }>()
-    const stampKeysOf = (sets: Sets) => {
+    const localStampKey = (set: string) => Protocol.stampKey("", set)
+    const prefixOk = wellFormed(prefix)
+    interface StampKeys {
+      /** In Redis. */
+      readonly keys: ReadonlyArray<string>
+      /** In the tier. */
+      readonly local: ReadonlyArray<string>
+      readonly ok: boolean
+    }
+    const stampKeysBySets = new WeakMap<Sets, StampKeys>()
+    const stampKeysOf = (sets: Sets): StampKeys => {
       let found = stampKeysBySets.get(sets)
       if (found === undefined) {
         const keys = sets.names.map((set) => Protocol.stampKey(prefix, set))
-        found = { keys, ok: keys.every(wellFormed) }
+        found = { keys, local: sets.names.map(localStampKey), ok: keys.every(wellFormed) }
         stampKeysBySets.set(sets, found)
       }
       return found
+    }
+    const trackedOf = (key: string, sets: Sets): Tracked => {
+      const stampKeys = stampKeysOf(sets)
+      return stampKeys.keys.length === 0
+        ? { key, keys: [entryKey(key)], local: [key], sets }
+        : { key, keys: [entryKey(key), ...stampKeys.keys], local: [key, ...stampKeys.local], sets }
     }
 
     const deadlines = Deadlines.makeDeadlines(timeoutMillis)
@@ -359,7 +387,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
     ): Promise<ReadonlyArray<Lookup>> =>
       new Promise((resolve, reject) => {
         const sentAt = performance.now()
-        const tickets = requests.map((request) => tier.beginRead(request.keys, sentAt))
+        const tickets = requests.map((request) => tier.beginRead(request.local, sentAt))
         const { keys, positions: layout } = LookupBatch.layoutOf(requests, (request) => request.keys)
         let verify = false
         const judged = (flat: Array<string | number | null>): ReadonlyArray<Protocol.Judged> => {
@@ -376,14 +404,16 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
             const lookup = Protocol.judge(own[0] ?? null, request.sets, own.slice(1), now, leaseMillis(r))
             if (lookup._tag === "Verify") verify = true
             // Only a hit's keys are kept: nothing else is ever answered from the tier.
-            tier.endRead(
+            const kept = tier.endRead(
               tickets[r]!,
               ended,
               lookup._tag === "Hit"
                 ? { values: own as Array<string>, lives: layout[r]!.map((position) => lives[position]!) }
                 : undefined
             )
-            return lookup
+            // The copy just kept hands its cell to this hit: the value is decoded once, as it enters the tier.
+            const cell = kept && lookup._tag === "Hit" ? tier.cellOf(request.key) : undefined
+            return cell === undefined ? lookup : { ...(lookup as Hit), cell }
           })
         }
         const endAll = () => {
@@ -439,11 +469,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         batch = LookupBatch.make((queries) =>
           readTracked(
             read,
-            queries.map(({ key, sets }) => {
-              const stampKeys = stampKeysOf(sets).keys
-              const ek = entryKey(key)
-              return { key, keys: stampKeys.length === 0 ? [ek] : [ek, ...stampKeys], sets }
-            }),
+            queries.map(({ key, sets }) => trackedOf(key, sets)),
             (r) => queries[r]!.leaseMillis
           )
         )
@@ -452,17 +478,23 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       return batch
     }
 
-    /** The value of a fresh hit answered from local copies alone: the entry and every stamp held, and current. */
-    const localValue = (ek: string, stampKeys: ReadonlyArray<string>, sets: Sets, now: number): string | undefined => {
-      const record = tier.get(ek, now)
+    /**
+     * A fresh hit answered from local copies alone (the entry and every stamp held, and current), with the cell of
+     * the entry's copy.
+     */
+    const localHit = (key: string, stampKeys: ReadonlyArray<string>, sets: Sets, now: number): Hit | undefined => {
+      const record = tier.copy(key, now)
       if (record === undefined) return undefined
-      const copies: Array<string> = []
-      for (const stampKey of stampKeys) {
-        const stamp = tier.get(stampKey, now)
+      const copies: Array<string> = new Array(stampKeys.length)
+      for (let i = 0; i < stampKeys.length; i++) {
+        const stamp = tier.get(stampKeys[i]!, now)
         if (stamp === undefined) return undefined
-        copies.push(stamp)
+        copies[i] = stamp
       }
-      return Protocol.freshValue(record, sets.json, copies, Date.now(), sets.open === true)
+      const value = Protocol.freshValue(record.value, sets.json, copies, Date.now(), sets.open === true)
+      if (value === undefined) return undefined
+      tier.stats.localHits++
+      return { _tag: "Hit", value, cell: record }
     }
 
     // A record whose value named groups, one of whose families' epochs moved, is verified by the Redis store (a
@@ -474,8 +506,12 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
      * Whether a read of an entry may use the tier (and keep its copies): the caller's hint (`false`: never, `true`:
      * even where `only` would not), else `only`; and every key survives UTF-8.
      */
-    const trackable = (key: string, ek: string, stampKeys: { readonly ok: boolean }, local: boolean | undefined) =>
-      local !== false && (local === true || only === undefined || only(key)) && stampKeys.ok && wellFormed(ek)
+    const trackable = (key: string, stampKeys: { readonly ok: boolean }, local: boolean | undefined) =>
+      local !== false &&
+      (local === true || only === undefined || only(key)) &&
+      stampKeys.ok &&
+      prefixOk &&
+      wellFormed(key)
 
     const lookup = (
       key: string,
@@ -488,14 +524,24 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       const now = performance.now()
       if (!tier.serving(now)) return base.lookup(key, sets, leaseMillis)
       const stamps = stampKeysOf(sets)
-      const ek = entryKey(key)
-      if (!trackable(key, ek, stamps, local)) return base.lookup(key, sets, leaseMillis)
-      const fresh = localValue(ek, stamps.keys, sets, now)
-      if (fresh !== undefined) {
-        tier.stats.localHits++
-        return Effect.succeed({ _tag: "Hit", value: fresh })
-      }
+      if (!trackable(key, stamps, local)) return base.lookup(key, sets, leaseMillis)
+      const hit = localHit(key, stamps.local, sets, now)
+      if (hit !== undefined) return Effect.succeed(hit)
       return batchOf(read)({ key, sets, leaseMillis })
+    }
+
+    /** A fresh hit from local copies, at once (`hitNow`); `undefined` when `lookup` must read Redis. */
+    const hitNow = (
+      key: string,
+      sets: Sets,
+      _leaseMillis: number | undefined,
+      local: boolean | undefined
+    ): Hit | undefined => {
+      if (current === undefined) return undefined
+      const now = performance.now()
+      if (!tier.serving(now)) return undefined
+      const stamps = stampKeysOf(sets)
+      return trackable(key, stamps, local) ? localHit(key, stamps.local, sets, now) : undefined
     }
 
     /**
@@ -518,23 +564,17 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       const untrackedAt: Array<number> = []
       requests.forEach((request, i) => {
         const stamps = stampKeysOf(request.sets)
-        const ek = entryKey(request.key)
-        if (!trackable(request.key, ek, stamps, local)) {
+        if (!trackable(request.key, stamps, local)) {
           untracked.push(request)
           untrackedAt.push(i)
           return
         }
-        const fresh = localValue(ek, stamps.keys, request.sets, now)
-        if (fresh !== undefined) {
-          tier.stats.localHits++
-          answers[i] = { _tag: "Hit", value: fresh }
+        const hit = localHit(request.key, stamps.local, request.sets, now)
+        if (hit !== undefined) {
+          answers[i] = hit
           return
         }
-        tracked.push({
-          key: request.key,
-          keys: stamps.keys.length === 0 ? [ek] : [ek, ...stamps.keys],
-          sets: request.sets
-        })
+        tracked.push(trackedOf(request.key, request.sets))
         trackedAt.push(i)
       })
       if (tracked.length === 0 && untracked.length === 0) return Effect.succeed(answers)
@@ -573,7 +613,8 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
         })
       )
 
-    const setKeys = (sets: ReadonlyArray<string>) => sets.map((set) => Protocol.stampKey(prefix, set))
+    /** The tier's keys of the stamps of `sets`. */
+    const setKeys = (sets: ReadonlyArray<string>) => sets.map(localStampKey)
     /** The stamps a change of `sets` touches: theirs, and their families' epochs. */
     const changedKeys = (sets: ReadonlyArray<string>) => [
       ...setKeys(sets),
@@ -584,18 +625,19 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       ...base,
       kind: "tiered",
       lookup,
+      hitNow,
       lookupMany,
       lease: (key, token, sets, view, intent, leaseMillis, lifeMillis) =>
         dropping(base.lease(key, token, sets, view, intent, leaseMillis, lifeMillis), () => [
-          entryKey(key),
-          ...stampKeysOf(sets).keys
+          key,
+          ...stampKeysOf(sets).local
         ]),
       fill: (key, token, sets, stamps, fill) =>
-        dropping(base.fill(key, token, sets, stamps, fill), () => [entryKey(key), ...setKeys(fill.groups ?? [])]),
-      renew: (key, token, leaseMillis) => dropping(base.renew(key, token, leaseMillis), () => [entryKey(key)]),
+        dropping(base.fill(key, token, sets, stamps, fill), () => [key, ...setKeys(fill.groups ?? [])]),
+      renew: (key, token, leaseMillis) => dropping(base.renew(key, token, leaseMillis), () => [key]),
       release: (key, token, sets, stamps, created) =>
-        dropping(base.release(key, token, sets, stamps, created), () => [entryKey(key), ...stampKeysOf(sets).keys]),
-      invalidate: (keys, mode: Mode) => dropping(base.invalidate(keys, mode), () => keys.map(entryKey)),
+        dropping(base.release(key, token, sets, stamps, created), () => [key, ...stampKeysOf(sets).local]),
+      invalidate: (keys, mode: Mode) => dropping(base.invalidate(keys, mode), () => keys),
       invalidateSet: (set, mode: Mode) => dropping(base.invalidateSet(set, mode), () => changedKeys([set])),
       hold: (sets, token, holdMillis) => dropping(base.hold(sets, token, holdMillis), () => changedKeys(sets)),
       releaseHold: (sets, token) => dropping(base.releaseHold(sets, token), () => changedKeys(sets)),
@@ -611,7 +653,7 @@ export const makeTieredStore = (options: TieredOptions): Effect.Effect<CacheStor
       serving: () => current !== undefined && tier.serving(performance.now()),
       size: () => tier.size,
       byteSize: () => tier.byteSize,
-      has: (redisKey) => tier.has(redisKey),
+      has: (redisKey) => redisKey.startsWith(prefix) && tier.has(redisKey.slice(prefix.length)),
       sessions: () => sessions
     })
     return store

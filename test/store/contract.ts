@@ -8,6 +8,7 @@ import { assert, describe } from "@effect/vitest"
 import { Effect } from "effect"
 import { CacheStore } from "../../src/index.ts"
 import type { Backend } from "../support/backends.ts"
+import { plain } from "../support/store.ts"
 
 type Store = CacheStore.CacheStore["Service"]
 
@@ -56,10 +57,33 @@ const put = (
 
 const tagOf = (lookup: CacheStore.Lookup) => lookup._tag
 
+/**
+ * The store as the suite sees it: lookups without their cells, and every single lookup checked against the
+ * store's `hitNow` where it has one: a hit answered at once must be the hit the lookup found.
+ */
+const observed = (store: Store): Store => ({
+  ...store,
+  lookup: (key, on, leaseMillis, local) =>
+    Effect.flatMap(store.lookup(key, on, leaseMillis, local), (found) =>
+      Effect.clockWith((clock) =>
+        Effect.sync(() => {
+          const atOnce = store.hitNow?.(key, on, leaseMillis, local, clock)
+          if (atOnce !== undefined)
+            assert.deepStrictEqual({ _tag: "Hit", value: atOnce.value }, plain(found), `hitNow(${key})`)
+          return plain(found)
+        })
+      )
+    ),
+  lookupMany: (requests, leaseMillis, local) =>
+    Effect.map(store.lookupMany(requests, leaseMillis, local), (found) => found.map(plain))
+})
+
 export const storeContract = (backend: Backend) =>
   describe.skipIf(backend.skip)(`CacheStore contract: ${backend.name}`, () => {
     const test = (name: string, body: Effect.Effect<void, unknown, CacheStore.CacheStore>) =>
-      backend.test(name, () => body.pipe(Effect.provide(backend.layer())))
+      backend.test(name, () =>
+        body.pipe(Effect.updateService(CacheStore.CacheStore, observed), Effect.provide(backend.layer()))
+      )
 
     test(
       "a miss takes the lease; a second caller finds it busy; the fill is then a hit",

@@ -7,6 +7,13 @@ import { CacheStore } from "../../src/index.ts"
 
 type Store = CacheStore.CacheStore["Service"]
 
+/** A lookup without the cell of the copy it came from (a store's own detail, see `CacheStore.ValueCell`). */
+export const plain = (lookup: CacheStore.Lookup): CacheStore.Lookup => {
+  if (lookup._tag === "Miss" || !("cell" in lookup)) return lookup
+  const { cell: _, ...rest } = lookup
+  return rest
+}
+
 /** Looks `key` up and asks for its lease as `token`: what another process's miss does first. */
 export const leaseAs = (
   store: Store,
