@@ -149,6 +149,17 @@ export const epochCompactAt = 256
 /** Holds last at most this long in the store (a longer one is cut to it: the writer then invalidates again). */
 export const maxHoldMillis = 60 * 60 * 1000
 
+/**
+ * Why a hold's token cannot be used (`undefined`: it can): the markers and the epoch's log separate their parts
+ * with these characters, so a token holding one could read as another hold, or as its own release.
+ */
+export const badHoldToken = (token: string): string | undefined =>
+  token.length === 0
+    ? "a hold's token cannot be empty"
+    : /[;@,:!~\s]/.test(token)
+      ? `a hold's token cannot hold ';', '@', ',', ':', '!', '~' or white space: ${JSON.stringify(token.slice(0, 64))}`
+      : undefined
+
 /** The element of an epoch that a hold appends. */
 export const epochHoldElement = (token: string, holdMillis: number): string =>
   `;+${Math.min(holdMillis, maxHoldMillis)}@${token}`
@@ -172,7 +183,6 @@ export const epochHolds = (
   now = 0
 ): { readonly holds: Map<string, number>; readonly relative: boolean } => {
   const holds = new Map<string, number>()
-  const released: Array<string> = []
   let relative = false
   let at = epoch.indexOf(";")
   while (at !== -1) {
@@ -183,20 +193,19 @@ export const epochHolds = (
     if (sep === -1) continue
     const token = element.slice(sep + 1)
     const head = element.slice(0, sep)
+    // In order: a release ends the holds of its token before it, not a hold made again after it.
     if (head === "-") {
-      released.push(token)
+      holds.delete(token)
       continue
     }
     if (head.startsWith("+")) relative = true
     const written = head.startsWith("+") ? Number(head.slice(1)) : Number(head)
     const deadline = head.startsWith("+") ? now + Math.min(written, maxHoldMillis) : written
-    if (!Number.isFinite(written)) continue
-    // What is no number was not written by a store (forged, broken): no hold. One too far away is cut at
+    // What is no number was not written by a store (forged, broken): no hold. One too far away is dropped at
     // compaction (a clock that went back).
-    if (!Number.isFinite(deadline)) continue
+    if (!Number.isFinite(written)) continue
     holds.set(token, Math.max(holds.get(token) ?? Number.NEGATIVE_INFINITY, deadline))
   }
-  for (const token of released) holds.delete(token)
   return { holds, relative }
 }
 

@@ -590,21 +590,25 @@ export const makeMemoryStore = (options: MemoryOptions): Effect.Effect<CacheStor
       withClock((now) => reclaim(set, invalidateStamp(set, mode, now), mode, now))
 
     const hold = (setIds: ReadonlyArray<string>, token: string, asked: number) =>
-      withClock((now) =>
-        setIds.map((set) => {
-          const holdMillis = Math.min(asked, Protocol.maxHoldMillis)
-          bump(set, now, Protocol.epochHoldElementUntil(token, now + holdMillis))
-          const old = stamp(set, now)
-          const slot = stamps.get(set)
-          if (old !== null && Protocol.isHold(old)) {
-            slot!.value = `${old},${token}`
-            slot!.expiresAt = Math.max(slot!.expiresAt, now + holdMillis)
-            return 0
-          }
-          stamps.set(set, { value: `${Protocol.holdMark}${token}`, expiresAt: now + holdMillis })
-          return reclaim(set, old, "hard", now)
-        })
-      )
+      Protocol.badHoldToken(token) !== undefined
+        ? Effect.fail(
+            new CacheStoreError({ operation: "hold", reason: "InvalidInput", message: Protocol.badHoldToken(token)! })
+          )
+        : withClock((now) =>
+            setIds.map((set) => {
+              const holdMillis = Math.min(asked, Protocol.maxHoldMillis)
+              bump(set, now, Protocol.epochHoldElementUntil(token, now + holdMillis))
+              const old = stamp(set, now)
+              const slot = stamps.get(set)
+              if (old !== null && Protocol.isHold(old)) {
+                slot!.value = `${old},${token}`
+                slot!.expiresAt = Math.max(slot!.expiresAt, now + holdMillis)
+                return 0
+              }
+              stamps.set(set, { value: `${Protocol.holdMark}${token}`, expiresAt: now + holdMillis })
+              return reclaim(set, old, "hard", now)
+            })
+          )
 
     const releaseHold = (setIds: ReadonlyArray<string>, token: string) =>
       withClock((now) => {

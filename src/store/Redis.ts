@@ -839,6 +839,9 @@ export const makeRedisStore = (options: RedisOptions): Effect.Effect<CacheStore[
     }
 
     const hold = (sets: ReadonlyArray<string>, token: string, holdMillis: number) => {
+      const bad = Protocol.badHoldToken(token)
+      if (bad !== undefined)
+        return Effect.fail(new CacheStoreError({ operation: "hold", reason: "InvalidInput", message: bad }))
       const millis = Math.max(1, Math.min(Math.ceil(holdMillis), Protocol.maxHoldMillis))
       return run("hold", () => {
         pendingHolds.set(token, false)

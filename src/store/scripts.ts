@@ -314,7 +314,7 @@ if KEYS[2] then appendEpoch(KEYS[2], ${element}, ARGV[2], ${onlyIfExists}) end`
 const epochLib = `local function compactEpoch(key, fresh, onlyIfLapsed)
   local old = redis.pcall('GET', key)
   if type(old) ~= 'string' then return false end
-  local holds, released, relative, any = {}, {}, false, false
+  local holds, relative, any = {}, false, false
   local clock = nil
   local function nowMs()
     if not clock then
@@ -329,7 +329,8 @@ const epochLib = `local function compactEpoch(key, fresh, onlyIfLapsed)
     if sep then
       local head, token = string.sub(e, 1, sep - 1), string.sub(e, sep + 1)
       if head == '-' then
-        released[token] = true
+        -- In order: a release ends the holds of its token before it, not a hold made again after it.
+        holds[token] = nil
       else
         local d
         if string.sub(head, 1, 1) == '+' then
@@ -355,13 +356,11 @@ const epochLib = `local function compactEpoch(key, fresh, onlyIfLapsed)
   if any then
     local now = nowMs()
     for token, d in pairs(holds) do
-      if not released[token] then
-        -- Further than the longest hold from now: written by no store (forged, a clock gone back): no hold.
-        if d <= now or d > now + longest then
-          changed = true
-        else
-          value = value .. ';' .. string.format('%d', d) .. '@' .. token
-        end
+      -- Further than the longest hold from now: written by no store (forged, a clock gone back): no hold.
+      if d <= now or d > now + longest then
+        changed = true
+      else
+        value = value .. ';' .. string.format('%d', d) .. '@' .. token
       end
     end
   end
